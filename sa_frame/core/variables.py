@@ -1,0 +1,412 @@
+"""SA variables: vectorised maps from unit-interval values to parameter values.
+
+Every design in sa-frame is generated in the unit cube (rows x columns of values in
+[0, 1)); a *block* turns its columns into parameter values for a whole batch of rows at
+once. Scalar variables are blocks of one column. Two blocks are multi-column:
+
+* `SpikeAndSlab` — an on/off switch plus parameters that take their identity values
+  when the switch is off (the paper's scheme 2, SPEC B §4.2);
+* `MultivariateNormal` — dependent inputs, with exact conditional sampling, for
+  Shapley effects with dependent inputs.
+
+`Block.values(u, known)` is the one entry point: for columns marked `known`, `u` is the
+draw of their *marginal* law; for the others, `u` is the draw of their law
+*conditional* on the known columns. With independent columns the mask changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from sa_frame.core.errors import UsageError
+
+DTYPE = torch.float64
+# Largest n for which every index in [0, n!) is exact in float64 (18! < 2**53).
+MAX_PERMUTATION_SIZE = 18
+
+
+def _as_unit(u: Tensor) -> Tensor:
+    return torch.as_tensor(u, dtype=DTYPE)
+
+
+class Block(ABC):
+    """Columns of the unit cube that are mapped to values jointly."""
+
+    #: True when the block's columns are mutually independent (conditioning is a no-op).
+    independent_columns: bool = True
+
+    @abstractmethod
+    def columns(self, key: str) -> list[str]:
+        """Column names of this block when it is registered in a Problem under `key`."""
+
+    def default_groups(self, key: str) -> dict[str, list[str]]:
+        """Groups used when the Problem is given none: by default the block is one group."""
+        return {key: self.columns(key)}
+
+    @abstractmethod
+    def values(self, u: Tensor, known: Tensor | None = None) -> Tensor:
+        """Map unit values `u` (rows, k) to parameter values (rows, k), float64."""
+
+
+class Variable(Block):
+    """A scalar SA variable (one column)."""
+
+    kind: str = "variable"
+
+    def columns(self, key: str) -> list[str]:
+        return [key]
+
+    def values(self, u: Tensor, known: Tensor | None = None) -> Tensor:
+        return self.from_unit(u[..., 0]).unsqueeze(-1)
+
+    @abstractmethod
+    def from_unit(self, u: Tensor) -> Tensor:
+        """Vectorised map from u in [0, 1) to the variable's values (float64)."""
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Smallest and largest value the variable takes."""
+        raise NotImplementedError
+
+    def check(self, x: Tensor, what: str) -> None:
+        """Raise UsageError if any value of `x` lies outside the variable's range."""
+        low, high = self.bounds
+        x = torch.as_tensor(x, dtype=DTYPE)
+        bad = ~((x >= low) & (x <= high))
+        if bool(bad.any()):
+            first = float(x[bad].flatten()[0])
+            raise UsageError(f"{what}: value {first:g} is outside its range [{low:g}, {high:g}]")
+
+    def describe(self) -> str:
+        return repr(self)
+
+
+class Uniform(Variable):
+    """Continuous uniform on [low, high]."""
+
+    kind = "uniform"
+
+    def __init__(self, low: float, high: float) -> None:
+        if not high > low:
+            raise UsageError(f"Uniform needs low < high, got ({low}, {high})")
+        self.low, self.high = float(low), float(high)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return self.low + _as_unit(u) * (self.high - self.low)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.low, self.high
+
+    def __repr__(self) -> str:
+        return f"Uniform({self.low:g}, {self.high:g})"
+
+
+class LogUniform(Variable):
+    """log(x) uniform on [log low, log high]; e.g. an aspect ratio."""
+
+    kind = "log-uniform"
+
+    def __init__(self, low: float, high: float) -> None:
+        if not (low > 0 and high > low):
+            raise UsageError(f"LogUniform needs 0 < low < high, got ({low}, {high})")
+        self.low, self.high = float(low), float(high)
+        self._log_low, self._log_high = math.log(low), math.log(high)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return torch.exp(self._log_low + _as_unit(u) * (self._log_high - self._log_low))
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.low, self.high
+
+    def __repr__(self) -> str:
+        return f"LogUniform({self.low:g}, {self.high:g})"
+
+
+class IntUniform(Variable):
+    """Integers low..high, both bounds inclusive, equally likely."""
+
+    kind = "int-uniform"
+
+    def __init__(self, low: int, high: int) -> None:
+        if int(low) != low or int(high) != high or high < low:
+            raise UsageError(f"IntUniform needs integers low <= high, got ({low}, {high})")
+        self.low, self.high = int(low), int(high)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        n = self.high - self.low + 1
+        k = torch.floor(_as_unit(u) * n).clamp_(0, n - 1)
+        return self.low + k
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return float(self.low), float(self.high)
+
+    def __repr__(self) -> str:
+        return f"IntUniform({self.low}, {self.high})"
+
+
+class Switch(Variable):
+    """On (1) with probability p, off (0) otherwise; on exactly when u >= 1 - p."""
+
+    kind = "switch"
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 < p < 1.0:
+            raise UsageError(f"Switch probability must lie in (0, 1), got {p}")
+        self.p = float(p)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return (_as_unit(u) >= 1.0 - self.p).to(DTYPE)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return 0.0, 1.0
+
+    def __repr__(self) -> str:
+        return f"Switch(p={self.p:g})"
+
+
+class Categorical(Variable):
+    """Index 0..n-1, equally likely (class, partition).
+
+    `split(u)` also returns the position of u inside its category's sub-interval, a
+    second uniform value that decides e.g. which image of the class is used (SPEC A2).
+    """
+
+    kind = "categorical"
+
+    def __init__(self, n: int, labels: Sequence[str] | None = None) -> None:
+        if int(n) != n or n < 1:
+            raise UsageError(f"Categorical needs a positive integer number of levels, got {n}")
+        self.n = int(n)
+        self.labels = list(labels) if labels is not None else None
+        if self.labels is not None and len(self.labels) != self.n:
+            raise UsageError(f"Categorical got {len(self.labels)} labels for {self.n} levels")
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return self.split(u)[0]
+
+    def split(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(index, within) with index = floor(u n) and within = u n - index in [0, 1)."""
+        scaled = _as_unit(u) * self.n
+        index = torch.floor(scaled).clamp_(0, self.n - 1)
+        within = (scaled - index).clamp_(0.0, math.nextafter(1.0, 0.0))
+        return index, within
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return 0.0, float(self.n - 1)
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.n})"
+
+
+class Permutation(Variable):
+    """An order of n items: the index floor(u n!) decoded with the Lehmer code.
+
+    Index 0 is the identity order (SPEC B §2.3). Values are the float64 indices; use
+    `decode` to get the orders.
+    """
+
+    kind = "permutation"
+
+    def __init__(self, n: int) -> None:
+        if int(n) != n or not 1 <= n <= MAX_PERMUTATION_SIZE:
+            raise UsageError(f"Permutation supports 1..{MAX_PERMUTATION_SIZE} items, got {n}")
+        self.n = int(n)
+        self.count = math.factorial(self.n)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return torch.floor(_as_unit(u) * self.count).clamp_(0, self.count - 1)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return 0.0, float(self.count - 1)
+
+    def decode(self, index: Tensor) -> Tensor:
+        """Orders (rows, n) int64 from indices in [0, n!); a loop over positions only."""
+        k = torch.as_tensor(index).to(torch.int64).clone()
+        rows = k.shape[0]
+        remaining = torch.ones(rows, self.n, dtype=torch.bool, device=k.device)
+        order = torch.empty(rows, self.n, dtype=torch.int64, device=k.device)
+        arange = torch.arange(rows, device=k.device)
+        for m in range(self.n):
+            f = math.factorial(self.n - 1 - m)
+            digit = torch.div(k, f, rounding_mode="floor")
+            k = k - digit * f
+            # the digit-th (0-based) still-unused item
+            rank = remaining.cumsum(1)
+            choice = ((rank == (digit + 1).unsqueeze(1)) & remaining).to(torch.int8).argmax(1)
+            order[:, m] = choice
+            remaining[arange, choice] = False
+        return order
+
+    def encode(self, order: Tensor) -> Tensor:
+        """Inverse of `decode`: Lehmer-code indices (rows,) int64 of orders (rows, n)."""
+        order = torch.as_tensor(order).to(torch.int64)
+        rows = order.shape[0]
+        remaining = torch.ones(rows, self.n, dtype=torch.bool, device=order.device)
+        arange = torch.arange(rows, device=order.device)
+        index = torch.zeros(rows, dtype=torch.int64, device=order.device)
+        for m in range(self.n):
+            item = order[:, m]
+            digit = (remaining & (torch.arange(self.n, device=order.device) < item.unsqueeze(1))).sum(1)
+            index = index + digit * math.factorial(self.n - 1 - m)
+            remaining[arange, item] = False
+        return index
+
+    def __repr__(self) -> str:
+        return f"Permutation({self.n})"
+
+
+class Constant(Variable):
+    """A fixed value (keeps a parameter in the problem without varying it)."""
+
+    kind = "constant"
+
+    def __init__(self, value: float) -> None:
+        self.value = float(value)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return torch.full_like(_as_unit(u), self.value)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.value, self.value
+
+    def __repr__(self) -> str:
+        return f"Constant({self.value:g})"
+
+
+class SpikeAndSlab(Block):
+    """A switch plus parameters that sit at their identity values when it is off.
+
+    Columns: ``<key>.on`` then ``<key>.<param>`` for each parameter. Conditional
+    sampling is exact: a known switch decides the unknown parameters; known parameters
+    without a known switch reveal it (identity values have no mass under the slab).
+    """
+
+    independent_columns = False
+
+    def __init__(self, params: Mapping[str, Variable], identity: Mapping[str, float],
+                 p: float = 0.5) -> None:
+        self.switch = Switch(p)
+        self.params = dict(params)
+        missing = set(self.params) - set(identity)
+        if missing:
+            raise UsageError(f"SpikeAndSlab: no identity value for {sorted(missing)}")
+        self.identity = torch.tensor([float(identity[k]) for k in self.params], dtype=DTYPE)
+
+    def columns(self, key: str) -> list[str]:
+        return [f"{key}.on"] + [f"{key}.{name}" for name in self.params]
+
+    def _slab(self, u: Tensor) -> Tensor:
+        return torch.stack([var.from_unit(u[:, i]) for i, var in enumerate(self.params.values())], 1) \
+            if self.params else u[:, :0]
+
+    def values(self, u: Tensor, known: Tensor | None = None) -> Tensor:
+        u = _as_unit(u)
+        rows = u.shape[0]
+        u_params = u[:, 1:].clone()
+        on = u[:, 0] >= 1.0 - self.switch.p
+        if known is not None and self.params:
+            known = torch.as_tensor(known, dtype=torch.bool).expand(rows, -1)
+            params_known = known[:, 1:]
+            lead_rows = ~known[:, 0] & params_known.any(1)
+            if bool(lead_rows.any()):
+                # The switch is unknown but a parameter is known: the first known
+                # parameter's uniform decides the (latent) switch and, rescaled, its slab value.
+                lead = params_known.to(torch.int8).argmax(1)
+                u_lead = u_params.gather(1, lead.unsqueeze(1)).squeeze(1)
+                lead_on = u_lead >= 1.0 - self.switch.p
+                rescaled = ((u_lead - (1.0 - self.switch.p)) / self.switch.p).clamp(0.0, math.nextafter(1.0, 0.0))
+                on = torch.where(lead_rows, lead_on, on)
+                sel = lead_rows & lead_on
+                u_params[sel, lead[sel]] = rescaled[sel]
+        slab = self._slab(u_params)
+        params = torch.where(on.unsqueeze(1), slab, self.identity.to(slab.device).expand_as(slab))
+        return torch.cat([on.to(DTYPE).unsqueeze(1), params], 1)
+
+    def __repr__(self) -> str:
+        return f"SpikeAndSlab(p={self.switch.p:g}, {list(self.params)})"
+
+
+class MultivariateNormal(Block):
+    """Dependent normal inputs N(mean, cov) with exact conditional sampling.
+
+    Default groups: one per coordinate (each is a separate input of the model).
+    """
+
+    independent_columns = False
+
+    def __init__(self, mean: Sequence[float], cov: Sequence[Sequence[float]], names: Sequence[str]) -> None:
+        self.mean = torch.as_tensor(mean, dtype=DTYPE).flatten()
+        self.cov = torch.as_tensor(cov, dtype=DTYPE)
+        self.names = list(names)
+        k = self.mean.numel()
+        if self.cov.shape != (k, k) or len(self.names) != k:
+            raise UsageError(f"MultivariateNormal: mean has {k} entries, cov is {tuple(self.cov.shape)}, "
+                             f"{len(self.names)} names")
+        if not torch.allclose(self.cov, self.cov.T):
+            raise UsageError("MultivariateNormal: cov must be symmetric")
+        try:
+            torch.linalg.cholesky(self.cov)
+        except RuntimeError:
+            raise UsageError("MultivariateNormal: cov must be positive definite") from None
+        self._plans: dict[tuple[bool, ...], tuple[Tensor, ...]] = {}
+
+    def columns(self, key: str) -> list[str]:
+        return list(self.names)
+
+    def default_groups(self, key: str) -> dict[str, list[str]]:
+        return {name: [name] for name in self.names}
+
+    def _plan(self, mask: tuple[bool, ...]) -> tuple[Tensor, ...]:
+        """Cholesky factors and regression matrix for one known/unknown split (cached)."""
+        if mask not in self._plans:
+            kn = torch.tensor(mask)
+            un = ~kn
+            s_kk = self.cov[kn][:, kn]
+            s_uk = self.cov[un][:, kn]
+            s_uu = self.cov[un][:, un]
+            l_k = torch.linalg.cholesky(s_kk) if kn.any() else s_kk
+            reg = torch.linalg.solve(s_kk, s_uk.T).T if kn.any() else s_uk
+            l_u = torch.linalg.cholesky(s_uu - reg @ s_uk.T) if un.any() else s_uu
+            self._plans[mask] = (kn, un, l_k, reg, l_u)
+        return self._plans[mask]
+
+    def values(self, u: Tensor, known: Tensor | None = None) -> Tensor:
+        u = _as_unit(u)
+        tiny = 1e-300
+        z = torch.special.ndtri(u.clamp(tiny, 1.0 - 1e-16))
+        rows, k = u.shape
+        if known is None:
+            known = torch.zeros(rows, k, dtype=torch.bool)
+        known = torch.as_tensor(known, dtype=torch.bool).expand(rows, k)
+        out = torch.empty_like(z)
+        patterns, inverse = torch.unique(known.cpu(), dim=0, return_inverse=True)
+        mean = self.mean.to(u.device)
+        for p, pattern in enumerate(patterns):  # at most 2**k patterns, never per row
+            rows_p = (inverse == p).to(u.device)
+            kn, un, l_k, reg, l_u = (t.to(u.device) for t in self._plan(tuple(pattern.tolist())))
+            zp = z[rows_p]
+            x = torch.empty_like(zp)
+            x_k = mean[kn] + zp[:, kn] @ l_k.T
+            x[:, kn] = x_k
+            x[:, un] = mean[un] + (x_k - mean[kn]) @ reg.T + zp[:, un] @ l_u.T
+            out[rows_p] = x
+        return out
+
+    def __repr__(self) -> str:
+        return f"MultivariateNormal({self.names})"
+
+
+__all__ = ["Block", "Categorical", "Constant", "IntUniform", "LogUniform", "MultivariateNormal",
+           "Permutation", "SpikeAndSlab", "Switch", "Uniform", "Variable"]

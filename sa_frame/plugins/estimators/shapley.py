@@ -1,0 +1,193 @@
+"""Shapley effects by random permutations (Song, Nelson & Staum 2016), total-effect cost.
+
+Design: for each permutation pi of the players, each position i and each of No outer
+samples, the players after position i are drawn once (outer) and the players
+pi[0..i] are drawn Ni times conditionally on them (inner). Rows are ordered
+(position, outer, inner) inside a block, and one block is one permutation.
+
+Estimator (SPEC B §4.5): c_i = mean over outer of the inner variance (ddof 1), an
+estimate of E[Var(Y | X_{-J})] with J = pi[0..i]; player pi[i] gets c_i - c_{i-1}.
+Per-permutation increments are kept as sums and sums of squares, which gives
+standard errors over permutations. When d! <= the permutation budget, every
+permutation is used (repeated to fill the budget).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sa_frame.core.contracts import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator
+from sa_frame.core.errors import UsageError
+from sa_frame.core.problem import Problem
+from sa_frame.plugins.estimators.zero_variance import zero_variance
+
+PLAYER_MODES = ("groups", "variables")
+
+
+class PermutationDesign(Design):
+    name = "shapley-permutations"
+
+    def __init__(self, problem: Problem, n_permutations: int, seed: int, n_outer: int = 1, n_inner: int = 3,
+                 players: str = "groups") -> None:
+        if players not in PLAYER_MODES:
+            raise UsageError(f"players must be one of {', '.join(PLAYER_MODES)}, got {players!r}")
+        if n_inner < 2:
+            raise UsageError(f"shapley needs n_inner >= 2 (an inner variance), got {n_inner}")
+        if n_outer < 1 or n_permutations < 1:
+            raise UsageError(f"shapley needs n_permutations >= 1 and n_outer >= 1, got {n_permutations}, {n_outer}")
+        self.problem = problem
+        self.seed = int(seed)
+        self.n_outer, self.n_inner = int(n_outer), int(n_inner)
+        self.players = players
+        if players == "groups":
+            self.player_names = list(problem.group_names)
+            self.player_of_column = problem.group_of_column.copy()
+        else:
+            self.player_names = list(problem.names)
+            self.player_of_column = np.arange(problem.n_vars)
+        d = self.n_players
+        self.unit_rows = self.n_inner
+        self.exhaustive = math.factorial(d) <= n_permutations
+        if self.exhaustive:
+            every = np.array(list(itertools.permutations(range(d))), dtype=np.int64)
+            self.permutations = np.tile(every, (n_permutations // len(every), 1))
+        else:
+            rng = np.random.default_rng([self.seed, 0xC0FFEE])
+            self.permutations = np.argsort(rng.random((n_permutations, d)), axis=1)
+
+    @property
+    def n_players(self) -> int:
+        return len(self.player_names)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.permutations)
+
+    @property
+    def n_rows(self) -> int:
+        return self.n_blocks * self.rows_per_block
+
+    @property
+    def rows_per_block(self) -> int:
+        return self.n_players * self.n_outer * self.n_inner
+
+    def block(self, k: int) -> DesignBlock:
+        if not 0 <= k < self.n_blocks:
+            raise IndexError(f"block {k} outside 0..{self.n_blocks - 1}")
+        d, no, ni, nv = self.n_players, self.n_outer, self.n_inner, self.problem.n_vars
+        perm = self.permutations[k]
+        rng = np.random.default_rng([self.seed, k])
+        outer = rng.random((d, no, 1, nv))
+        inner = rng.random((d, no, ni, nv))
+        rank = np.empty(d, dtype=np.int64)
+        rank[perm] = np.arange(d)
+        column_rank = rank[self.player_of_column]  # position of each column's player in pi
+        resampled = column_rank[None, :] <= np.arange(d)[:, None]  # (position, column): in J
+        unit = np.where(resampled[:, None, None, :], inner, outer).reshape(-1, nv)
+        known = np.broadcast_to(~resampled[:, None, None, :], (d, no, ni, nv)).reshape(-1, nv)
+        return DesignBlock(index=k, unit=torch.from_numpy(unit), known=torch.from_numpy(known.copy()),
+                           info={"permutation": perm})
+
+    def config(self) -> dict[str, Any]:
+        return {"design": self.name, "n_permutations": int(self.n_blocks), "n_outer": self.n_outer,
+                "n_inner": self.n_inner, "seed": self.seed, "players": self.players}
+
+
+class ShapleyAccumulator(Accumulator):
+    design: PermutationDesign
+
+    def _init(self, name: str, m: int) -> None:
+        d = self.design.n_players
+        zd = torch.zeros(d, m, dtype=ACC_DTYPE, device=self.device)
+        z1 = torch.zeros(m, dtype=ACC_DTYPE, device=self.device)
+        self.stats[name] = {"phi": zd.clone(), "phi2": zd.clone(), "n_perm": z1.clone(), "total": z1.clone(),
+                            "s_y": z1.clone(), "n_y": z1.clone(), "nonfinite": z1.clone()}
+        self._open[name] = {"c_sum": zd.clone(), "c_n": zd.clone()}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: dict[str, dict[str, Tensor]] = {}
+
+    def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+        d, no, ni = self.design.n_players, self.design.n_outer, self.design.n_inner
+        if not self.stats[name]:
+            self._init(name, y.shape[-1])
+        st, op = self.stats[name], self._open[name]
+        groups = y.reshape(-1, ni, y.shape[-1])  # (inner groups, Ni, M)
+        finite = torch.isfinite(groups).all(1)  # a group counts only if all its rows are finite
+        st["nonfinite"] += (~torch.isfinite(groups)).sum((0, 1)).to(ACC_DTYPE)
+        clean = torch.where(finite.unsqueeze(1), groups, 0.0)
+        st["s_y"] += clean.sum((0, 1))
+        st["n_y"] += finite.sum(0).to(ACC_DTYPE) * ni
+        inner_var = clean.var(1, correction=1)
+        position = (torch.arange(groups.shape[0], device=self.device) + rows.start // ni) // no
+        op["c_sum"].index_add_(0, position, torch.where(finite, inner_var, 0.0))
+        op["c_n"].index_add_(0, position, finite.to(ACC_DTYPE))
+        if rows.stop == block.n_rows:  # the permutation is complete
+            c = op["c_sum"] / op["c_n"].clamp(min=1)
+            increments = torch.diff(c, dim=0, prepend=torch.zeros_like(c[:1]))
+            players = torch.as_tensor(block.info["permutation"], device=self.device)
+            st["phi"].index_add_(0, players, increments)
+            st["phi2"].index_add_(0, players, increments * increments)
+            st["n_perm"] += 1.0
+            st["total"] += c[-1]
+            op["c_sum"].zero_()
+            op["c_n"].zero_()
+
+    def state(self) -> dict[str, Tensor]:
+        if any(bool(op["c_n"].any()) for op in self._open.values()):
+            raise RuntimeError("state() in the middle of a permutation block")
+        return super().state()
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        super().load_state(state)
+        for name, st in self.stats.items():
+            if st:
+                z = torch.zeros_like(st["phi"])
+                self._open[name] = {"c_sum": z.clone(), "c_n": z.clone()}
+
+    def _merge(self, name: str, other: Accumulator) -> None:
+        if other.stats[name] and not self.stats[name]:
+            self._init(name, other.stats[name]["phi"].shape[-1])
+        super()._merge(name, other)
+
+    def _finalize(self, name: str) -> dict[str, np.ndarray]:
+        st = self.stats[name]
+        if not st:
+            raise UsageError(f"checkpoint {name!r}: no outputs were accumulated")
+        m = st["n_perm"].clamp(min=1)
+        raw = st["phi"] / m
+        spread = ((st["phi2"] / m - raw * raw) * m / (m - 1).clamp(min=1)).clamp(min=0)
+        se = spread.sqrt() / m.sqrt()
+        total = raw.sum(0)
+        mean = st["s_y"] / st["n_y"].clamp(min=1)
+        flat = zero_variance(total.clamp(min=0), mean)
+        scale = torch.where(flat, 1.0, total)
+        out = {"shapley": torch.where(flat, 0.0, raw / scale), "shapley_raw": raw,
+               "shapley_se": torch.where(flat, 0.0, se / scale.abs()), "shapley_raw_se": se,
+               "var": st["total"] / m, "mean": mean, "zero_variance": flat.to(torch.uint8),
+               "nonfinite": st["nonfinite"]}
+        return {key: value.cpu().numpy() for key, value in out.items()}
+
+
+class ShapleyEstimator(Estimator):
+    name = "shapley"
+    description = "Shapley effects (Song-Nelson-Staum random permutations, total-effect cost)"
+    outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_raw_se", "var", "mean", "zero_variance")
+
+    def design(self, problem: Problem, size: int, seed: int, n_outer: int = 1, n_inner: int = 3,
+               players: str = "groups", **options: Any) -> PermutationDesign:
+        if options:
+            raise UsageError(f"shapley: unknown options {sorted(options)}; allowed: n_outer, n_inner, players")
+        return PermutationDesign(problem, size, seed, n_outer=n_outer, n_inner=n_inner, players=players)
+
+    def accumulator(self, problem: Problem, design: PermutationDesign, shapes: Mapping[str, tuple[int, ...]],
+                    device: str | torch.device = "cpu") -> ShapleyAccumulator:
+        return ShapleyAccumulator(problem, design, shapes, device)
