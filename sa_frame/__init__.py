@@ -30,6 +30,7 @@ _LAZY = {
     "DesignBlock": "sa_frame.core.contracts",
     "Accumulator": "sa_frame.core.contracts",
     "Estimator": "sa_frame.core.contracts",
+    "Augmentation": "sa_frame.core.augmentation",
     "UsageError": "sa_frame.core.errors",
     "registered": "sa_frame.core.plugins",
     "lookup": "sa_frame.core.plugins",

@@ -28,6 +28,6 @@ def unknown_name(what: str, name: str, candidates: Iterable[str]) -> UsageError:
     """The standard error for an unknown name: what was asked, what exists, the closest."""
     candidates = sorted(set(candidates))
     near = closest(name, candidates)
-    hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
+    hint = f" (did you mean {' or '.join(repr(c) for c in near)}?)" if near else ""
     listed = ", ".join(candidates) if candidates else "(none registered)"
-    return UsageError(f"unknown {what} {name!r}{hint} Registered: {listed}")
+    return UsageError(f"unknown {what} {name!r}{hint}; registered: {listed}")
