@@ -9,6 +9,7 @@ any block and the union of blocks equals one `qmc.Sobol(...).random(N)` call.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ class SaltelliDesign(Design):
         self.second_order = bool(second_order)
         self.n_groups = problem.n_groups
         self.unit_rows = (2 * self.n_groups + 2) if self.second_order else (self.n_groups + 2)
-        default = max(1, DEFAULT_BLOCK_ROWS // self.unit_rows)
+        default = 1 << max((DEFAULT_BLOCK_ROWS // self.unit_rows).bit_length() - 1, 0)
         self.points_per_block = min(n, int(points_per_block or default))
         # membership[g, c]: column c belongs to group g
         self._membership = np.zeros((self.n_groups, problem.n_vars), dtype=bool)
@@ -61,10 +62,15 @@ class SaltelliDesign(Design):
 
     def base_points(self, start: int, count: int) -> np.ndarray:
         """Scrambled Sobol points start..start+count-1 of dimension 2 n_vars."""
-        engine = qmc.Sobol(2 * self.problem.n_vars, scramble=True, rng=self.seed)
+        # the legacy `seed=` keyword is what SALib passes to scipy, so the
+        # rows equal SALib's design for the same seed.
+        engine = qmc.Sobol(2 * self.problem.n_vars, scramble=True, seed=self.seed)
         if start:
             engine.fast_forward(start)
-        return engine.random(count)
+        with warnings.catch_warnings():
+            # the balance property concerns the whole (power-of-two) sequence, not one block
+            warnings.filterwarnings("ignore", message="The balance properties")
+            return engine.random(count)
 
     def block(self, k: int) -> DesignBlock:
         if not 0 <= k < self.n_blocks:
