@@ -9,7 +9,7 @@ Estimator (SPEC B §4.5): c_i = mean over outer of the inner variance (ddof 1), 
 estimate of E[Var(Y | X_{-J})] with J = pi[0..i]; player pi[i] gets c_i - c_{i-1}.
 Per-permutation increments are kept as sums and sums of squares, which gives
 standard errors over permutations. When d! <= the permutation budget, every
-permutation is used (repeated to fill the budget).
+permutation is used, each equally often (the budget is rounded up to a multiple of d!).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class PermutationDesign(Design):
         self.exhaustive = math.factorial(d) <= n_permutations
         if self.exhaustive:
             every = np.array(list(itertools.permutations(range(d))), dtype=np.int64)
-            self.permutations = np.tile(every, (n_permutations // len(every), 1))
+            self.permutations = np.tile(every, (-(-n_permutations // len(every)), 1))  # at least the budget
         else:
             rng = np.random.default_rng([self.seed, 0xC0FFEE])
             self.permutations = np.argsort(rng.random((n_permutations, d)), axis=1)
