@@ -101,11 +101,12 @@ class Accumulator(ABC):
     def update(self, block: DesignBlock, outputs: Mapping[str, Tensor], rows: slice | None = None) -> None:
         """Fold in the outputs of rows `rows` (default: all) of `block`.
 
-        Row ranges of one block arrive in order and are aligned to `design.unit_rows`.
+        Row ranges of one block arrive in order and are aligned to `design.unit_rows`
+        (only the range that ends the block may be shorter).
         """
         rows = rows or slice(0, block.n_rows)
         n = rows.stop - rows.start
-        if rows.start % self.design.unit_rows or n % self.design.unit_rows:
+        if rows.start % self.design.unit_rows or (n % self.design.unit_rows and rows.stop != block.n_rows):
             raise ValueError(f"row range {rows.start}:{rows.stop} is not aligned to {self.design.unit_rows} rows")
         for name, shape in self.shapes.items():
             y = outputs[name]

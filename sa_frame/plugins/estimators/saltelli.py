@@ -21,6 +21,9 @@ from sa_frame.core.errors import UsageError
 from sa_frame.core.problem import Problem
 
 DEFAULT_BLOCK_ROWS = 512
+# Base points that reach the accumulator together: they form one batch of the streaming
+# (batch-means) confidence intervals, so batches do not depend on forward batch sizes.
+POINTS_PER_UNIT = 16
 
 
 def is_power_of_two(n: int) -> bool:
@@ -45,9 +48,13 @@ class SaltelliDesign(Design):
         self.seed = int(seed)
         self.second_order = bool(second_order)
         self.n_groups = problem.n_groups
-        self.unit_rows = (2 * self.n_groups + 2) if self.second_order else (self.n_groups + 2)
-        default = 1 << max((DEFAULT_BLOCK_ROWS // self.unit_rows).bit_length() - 1, 0)
+        self.rows_per_point = (2 * self.n_groups + 2) if self.second_order else (self.n_groups + 2)
+        default = max(POINTS_PER_UNIT, 1 << max((DEFAULT_BLOCK_ROWS // self.rows_per_point).bit_length() - 1, 0))
         self.points_per_block = min(n, int(points_per_block or default))
+        if self.points_per_block > POINTS_PER_UNIT and self.points_per_block % POINTS_PER_UNIT:
+            raise UsageError(f"points_per_block must be a multiple of {POINTS_PER_UNIT} (or smaller), "
+                             f"got {self.points_per_block}")
+        self.unit_rows = self.rows_per_point * min(POINTS_PER_UNIT, self.points_per_block)
         # membership[g, c]: column c belongs to group g
         self._membership = np.zeros((self.n_groups, problem.n_vars), dtype=bool)
         self._membership[problem.group_of_column, np.arange(problem.n_vars)] = True
@@ -58,7 +65,7 @@ class SaltelliDesign(Design):
 
     @property
     def n_rows(self) -> int:
-        return self.n * self.unit_rows
+        return self.n * self.rows_per_point
 
     def base_points(self, start: int, count: int) -> np.ndarray:
         """Scrambled Sobol points start..start+count-1 of dimension 2 n_vars."""

@@ -25,10 +25,11 @@ from sa_frame.core.contracts import ACC_DTYPE, Accumulator, DesignBlock, Estimat
 from sa_frame.core.errors import UsageError
 from sa_frame.core.problem import Problem
 from sa_frame.core.variables import Uniform
-from sa_frame.plugins.estimators.saltelli import SaltelliDesign
+from sa_frame.plugins.estimators.saltelli import POINTS_PER_UNIT, SaltelliDesign
 from sa_frame.plugins.estimators.zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
+CPU_COLUMNS = 4096
 
 
 class SobolAccumulator(Accumulator):
@@ -38,50 +39,90 @@ class SobolAccumulator(Accumulator):
         d = self.design.n_groups
         z1 = torch.zeros(m, dtype=ACC_DTYPE, device=self.device)
         zd = torch.zeros(d, m, dtype=ACC_DTYPE, device=self.device)
-        stats = {"shift": shift.clone(), "n": z1.clone(), "nonfinite": z1.clone(),
+        stats = {"shift": shift.clone(), "n": z1.clone(), "nonfinite": z1.clone(), "w2": z1.clone(),
                  "s_a": z1.clone(), "s_b": z1.clone(), "s_aa": z1.clone(), "s_bb": z1.clone(),
-                 "s_all2": z1.clone(), "s_ab": zd.clone(), "p": zd.clone(), "t": zd.clone(),
-                 "s_bd2": zd.clone(), "s_b2d2": zd.clone(), "s_d4": zd.clone()}
+                 "s_all2": z1.clone()}
+        # per base point: s_ab, p (S1 numerator), t (ST numerator); per CI batch: the
+        # sums of squares and cross products of batch sums (batch-means intervals)
+        for key in ("s_ab", "p", "t", "pp", "pq", "qq", "np", "nq", "tt", "nt"):
+            stats[key] = zd.clone()
         if self.design.second_order:
             stats["s_ba"] = zd.clone()
             stats["q"] = torch.zeros(d * (d - 1) // 2, m, dtype=ACC_DTYPE, device=self.device)
         self.stats[name] = stats
 
     def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
-        d, rpp = self.design.n_groups, self.design.unit_rows
+        rpp = self.design.rows_per_point
         y = y.reshape(-1, rpp, y.shape[-1])  # (points, rows per point, M)
         if not self.stats[name]:
             self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0], nan=0.0, posinf=0.0, neginf=0.0))
-        st = self.stats[name]
-        finite = torch.isfinite(y)
-        st["nonfinite"] += (~finite).sum((0, 1)).to(ACC_DTYPE)
-        valid = finite.all(1)  # (points, M): a base point counts only if all its rows are finite
-        y = torch.where(valid.unsqueeze(1), y - st["shift"], 0.0)
-        st["n"] += valid.sum(0).to(ACC_DTYPE)
-        a, b, ab = y[:, 0], y[:, -1], y[:, 1:d + 1]
-        st["s_a"] += a.sum(0)
-        st["s_b"] += b.sum(0)
-        st["s_aa"] += (a * a).sum(0)
-        st["s_bb"] += (b * b).sum(0)
-        st["s_all2"] += (y * y).sum((0, 1))
-        delta = ab - a.unsqueeze(1)
-        d2 = delta * delta
-        bu = b.unsqueeze(1)
-        st["s_ab"] += ab.sum(0)
-        st["p"] += (bu * delta).sum(0)
-        st["t"] += d2.sum(0)
-        st["s_bd2"] += (bu * d2).sum(0)
-        st["s_b2d2"] += (bu * bu * d2).sum(0)
-        st["s_d4"] += (d2 * d2).sum(0)
-        if self.design.second_order:
-            ba = y[:, d + 1:2 * d + 1]
-            st["s_ba"] += ba.sum(0)
-            s_ab_prod = (a * b).sum(0)
-            row = 0
-            for j in range(d - 1):  # a loop over groups; every activation at once
-                k = d - 1 - j
-                st["q"][row:row + k] += (ba[:, j:j + 1] * ab[:, j + 1:]).sum(0) - s_ab_prod
-                row += k
+        m = y.shape[-1]
+        # On the CPU, column chunks keep temporaries in cache (6x faster than whole rows);
+        # on a GPU one launch per operation over every activation is best.
+        step = m if y.is_cuda else CPU_COLUMNS
+        stats = self.stats[name]
+        for start in range(0, y.shape[0], POINTS_PER_UNIT):  # the design's units: the CI batches
+            for c0 in range(0, m, step):
+                cols = slice(c0, c0 + step)
+                self._update_batch({k: v[..., cols] for k, v in stats.items()},
+                                   y[start:start + POINTS_PER_UNIT, :, cols])
+
+    def _update_batch(self, st: dict[str, Tensor], y: Tensor) -> None:
+        """Fold one batch of base points (points, rows per point, cols) into `st` (views, in place).
+
+        One batched GEMM per batch: for every activation, the Gram matrix of the columns
+        z = [A, AB_1 - A, .., AB_d - A, (BA_1, .., BA_d,) B, 1] over the batch's points
+        (A, B, BA shifted) holds every sum the estimators need. Differences AB_j - A are
+        formed before the product so that ST keeps full precision.
+        """
+        d, second = self.design.n_groups, self.design.second_order
+        i_b, one = y.shape[1] - 1, y.shape[1]
+        yt = y.permute(2, 0, 1)  # (cols, points, rows per point)
+        z = torch.empty(yt.shape[0], yt.shape[1], one + 1, dtype=ACC_DTYPE, device=y.device)
+        shift = st["shift"].view(-1, 1, 1)
+        z[..., :1] = yt[..., :1] - shift
+        z[..., 1:d + 1] = yt[..., 1:d + 1] - yt[..., :1]
+        z[..., d + 1:one] = yt[..., d + 1:] - shift
+        z[..., one] = 1.0
+        gram = torch.bmm(z.transpose(1, 2), z)
+        if not bool(torch.isfinite(torch.diagonal(gram, dim1=1, dim2=2)).all()):  # NaN/inf reach the diagonal
+            # drop, per column, the points with a non-finite value in any row
+            st["nonfinite"] += (~torch.isfinite(y)).sum((0, 1)).to(ACC_DTYPE)
+            z = torch.where(torch.isfinite(z).all(-1, keepdim=True), z, 0.0)  # the 1 goes too
+            gram = torch.bmm(z.transpose(1, 2), z)
+        g = gram.permute(1, 2, 0)  # (rows+1, rows+1, cols)
+        diff = slice(1, d + 1)
+        n_b = g[one, one]
+        s_a, s_aa = g[0, one], g[0, 0]
+        q = g[diff, one]  # sums of AB_j - A
+        p = g[i_b, diff]  # sums of B (AB_j - A)
+        t = torch.diagonal(g[diff, diff]).T  # sums of (AB_j - A)^2
+        st["n"] += n_b
+        st["w2"] += n_b * n_b
+        st["s_a"] += s_a
+        st["s_b"] += g[i_b, one]
+        st["s_aa"] += s_aa
+        st["s_bb"] += g[i_b, i_b]
+        # sum of all squared rows: A, B, AB_j = (AB_j - A) + A, and BA_j
+        s_all2 = s_aa + g[i_b, i_b] + (t + 2 * g[0, diff]).sum(0) + d * s_aa
+        st["s_ab"] += q + s_a
+        st["p"] += p
+        st["t"] += t
+        st["pp"] += p * p
+        st["pq"] += p * q
+        st["qq"] += q * q
+        st["np"] += n_b * p
+        st["nq"] += n_b * q
+        st["tt"] += t * t
+        st["nt"] += n_b * t
+        if second:
+            ba = slice(d + 1, 2 * d + 1)
+            s_all2 = s_all2 + torch.diagonal(g[ba, ba]).T.sum(0)
+            st["s_ba"] += g[ba, one]
+            j, k = np.triu_indices(d, 1)
+            # sum BA_j AB_k - A B = sum BA_j (AB_k - A) + sum BA_j A - sum A B
+            st["q"] += g[d + 1 + j, 1 + k] + g[d + 1 + j, 0] - g[0, i_b]
+        st["s_all2"] += s_all2
 
     @staticmethod
     def _shift(st: dict[str, Tensor], delta: Tensor) -> dict[str, Tensor]:
@@ -97,9 +138,12 @@ class SobolAccumulator(Accumulator):
         s_all = st["s_a"] + st["s_b"] + st["s_ab"].sum(0) + (st["s_ba"].sum(0) if "s_ba" in st else 0)
         out["s_all2"] = st["s_all2"] + 2 * delta * s_all + rpp * n * delta * delta
         out["s_ab"] = st["s_ab"] + n * delta
-        out["p"] = st["p"] + delta * (st["s_ab"] - st["s_a"])
-        out["s_bd2"] = st["s_bd2"] + delta * st["t"]
-        out["s_b2d2"] = st["s_b2d2"] + 2 * delta * st["s_bd2"] + delta * delta * st["t"]
+        q = st["s_ab"] - st["s_a"]
+        out["p"] = st["p"] + delta * q
+        # batch sums p_b become p_b + delta q_b
+        out["pp"] = st["pp"] + 2 * delta * st["pq"] + delta * delta * st["qq"]
+        out["pq"] = st["pq"] + delta * st["qq"]
+        out["np"] = st["np"] + delta * st["nq"]
         if "s_ba" in st:
             out["s_ba"] = st["s_ba"] + n * delta
             j, k = np.triu_indices(st["s_ab"].shape[0], 1)
@@ -123,7 +167,7 @@ class SobolAccumulator(Accumulator):
         st = self.stats[name]
         if not st:
             raise UsageError(f"checkpoint {name!r}: no outputs were accumulated")
-        d, rpp = self.design.n_groups, self.design.unit_rows
+        d, rpp = self.design.n_groups, self.design.rows_per_point
         n = st["n"]
         n_safe = n.clamp(min=1)
         s_all = st["s_a"] + st["s_b"] + st["s_ab"].sum(0) + (st["s_ba"].sum(0) if self.design.second_order else 0)
@@ -135,12 +179,19 @@ class SobolAccumulator(Accumulator):
         x_sum = st["p"] - mu * (st["s_ab"] - st["s_a"])  # sum over points of (B - m)(AB_j - A)
         s1 = x_sum / n_safe / v
         st_ = 0.5 * st["t"] / n_safe / v
-        # streaming CLT intervals (variance treated as known)
-        x_sq = st["s_b2d2"] - 2 * mu * st["s_bd2"] + mu * mu * st["t"]
+        # streaming CLT intervals by batch means (variance of Y treated as known):
+        # per-point terms X = (B - m)(AB_j - A) and T = (A - AB_j)^2 / 2; batch sums give
+        # sum_b (X_b - n_b xbar)^2 = sigma^2 (N - sum n_b^2 / N) in expectation.
         z = float(norm.ppf(0.5 + CONF_LEVEL / 2))
-        denom = (n_safe - 1).clamp(min=1)
-        sd_x = ((x_sq - x_sum * x_sum / n_safe) / denom).clamp(min=0).sqrt()
-        sd_t = ((0.25 * st["s_d4"] - 0.25 * st["t"] ** 2 / n_safe) / denom).clamp(min=0).sqrt()
+        dof = (n_safe - st["w2"] / n_safe).clamp(min=1e-300)
+        x_bar = x_sum / n_safe
+        ss_x = st["pp"] - 2 * mu * st["pq"] + mu * mu * st["qq"] - 2 * x_bar * (st["np"] - mu * st["nq"]) \
+            + x_bar * x_bar * st["w2"]
+        t_bar = st["t"] / n_safe
+        ss_t = st["tt"] - 2 * t_bar * st["nt"] + t_bar * t_bar * st["w2"]
+        enough = dof > 0.5  # at least two batches
+        sd_x = torch.where(enough, (ss_x / dof).clamp(min=0).sqrt(), float("nan"))
+        sd_t = torch.where(enough, 0.5 * (ss_t / dof).clamp(min=0).sqrt(), float("nan"))
         s1_conf = z * sd_x / n_safe.sqrt() / v
         st_conf = z * sd_t / n_safe.sqrt() / v
         mean_all = mu + st["shift"]
