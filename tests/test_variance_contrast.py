@@ -136,9 +136,10 @@ def test_contrast_binned_close_to_exact():
                        "context": Categorical(50)})
     weights = torch.linspace(-1, 1, 64, dtype=torch.float64)
 
-    def fn(x):  # 64 activations with effects of every size, plus noise
-        noise = torch.sin(1e3 * x[:, 2:3] + 7 * weights) * (1 + x[:, 2:3])
-        return noise + weights * x[:, 1:2]
+    def fn(x):  # 64 activations: effects of every size, and pair-level noise that mixes the
+        # signs of the differences at every magnitude (so that ties within a bin matter)
+        context = torch.sin(1e3 * x[:, 2:3] + 7 * weights)
+        return context + weights * x[:, 1:2] + 0.5 * torch.sin(1e3 * x[:, 1:2] + 7 * weights)
 
     est = lookup("estimator", "contrast")
     results = {}
@@ -150,6 +151,12 @@ def test_contrast_binned_close_to_exact():
         results[mode] = acc.finalize()["y"]
     err = np.abs(results["binned"]["rank_biserial"] - results["exact"]["rank_biserial"])
     assert err.max() <= 0.01, err.max()
+    assert err.max() > 0  # the bins do lose something: the comparison is not vacuous
+    p_exact, p_binned = results["exact"]["pvalue"], results["binned"]["pvalue"]
+    ok = (p_exact > 1e-250) & (p_binned > 1e-250)
+    assert np.all(np.maximum(p_exact[~ok], p_binned[~ok]) < 1e-200)  # near float64 underflow together
+    log_err = np.abs(np.log10(p_binned[ok]) - np.log10(p_exact[ok]))
+    assert np.all(log_err <= 0.02 * np.abs(np.log10(p_exact[ok])) + 0.05), log_err.max()
     assert np.abs(results["binned"]["rank_biserial"]).max() > 0.5  # there are real effects to rank
     np.testing.assert_allclose(results["binned"]["point_biserial"], results["exact"]["point_biserial"], rtol=1e-12)
     assert np.array_equal(results["binned"]["n_pairs"], results["exact"]["n_pairs"])
