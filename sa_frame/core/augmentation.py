@@ -56,6 +56,8 @@ class Augmentation(ABC):
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise UsageError(f"{where}, parameter {pname!r}: expected one value per image, shape "
                                  f"({images.shape[0]},), got {shape}")
+            if pname in self.identity:  # identity values may lie outside the sampled range
+                value = value[value != float(self.identity[pname])]
             variable.check(value, f"{where}, parameter {pname!r}")
 
     def __call__(self, images: Tensor, params: Mapping[str, Tensor] | None = None) -> Tensor:

@@ -76,8 +76,12 @@ class Variable(Block):
     def check(self, x: Tensor, what: str) -> None:
         """Raise UsageError if any value of `x` lies outside the variable's range."""
         low, high = self.bounds
-        x = torch.as_tensor(x, dtype=DTYPE)
-        bad = ~((x >= low) & (x <= high))
+        x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            x = x.to(DTYPE)
+        # compare in the value's own precision: float32(0.01) must pass a bound of 0.01
+        low_t, high_t = (torch.tensor(v, dtype=DTYPE).to(x.dtype) for v in (low, high))
+        bad = ~((x >= low_t) & (x <= high_t))
         if bool(bad.any()):
             first = float(x[bad].flatten()[0])
             raise UsageError(f"{what}: value {first:g} is outside its range [{low:g}, {high:g}]")
