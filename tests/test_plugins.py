@@ -88,8 +88,10 @@ def test_plugin_commands_and_listing(every_hook):
     everything = json.loads(_cli("plugins", "--json", "--all").output)
     assert {"kind": "estimator", "name": "sobol", "provider": "sa-frame", "version": sa_frame.__version__} \
         in everything
-    only = json.loads(_cli("plugins", "--json", "--all", "--kind", "augmentation_set").output)
+    only = json.loads(_cli("plugins", "--json", "--kind", "augmentation_set").output)
     assert only == [{"kind": "augmentation_set", "name": "test-set", "provider": "tests", "version": "9.9"}]
+    sets = json.loads(_cli("plugins", "--json", "--all", "--kind", "augmentation_set").output)
+    assert [s["name"] for s in sets] == ["a1", "a2", "test-set"]
 
 
 def _run_cli(*args, env=None):
