@@ -205,3 +205,27 @@ def test_cuda_equals_cpu():
     cpu = chain.apply(images, values)
     gpu = chain.apply(images.cuda(), {k: v.cuda() for k, v in values.items()})
     assert (gpu.cpu() - cpu).abs().max() <= 1e-4
+
+
+def test_augment_preview_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from sa_frame.core.cli import build_app
+
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(build_app(), ["augment", "--aug", "a1", "--n", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in result.output and "(12 images)" in result.output  # 4 + 5 alone + 3 chains
+    image = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)).save(image)
+    result = CliRunner().invoke(build_app(), ["augment", "--aug", "hue", "--image", str(image), "--n", "1",
+                                              "--out", str(tmp_path / "g2.png")])
+    assert result.exit_code == 0, result.output
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(UsageError, match="cannot read image .*bad.png"):
+        CliRunner().invoke(build_app(), ["augment", "--image", str(bad), "--out", str(tmp_path / "g3.png")],
+                           catch_exceptions=False)

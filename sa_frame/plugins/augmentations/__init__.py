@@ -6,7 +6,10 @@ Implementation modules are imported inside the hooks, so loading this plugin is 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer  # light, and already loaded by the CLI; needed at module level for typer's annotations
 
 from sa_frame import hookimpl
 
@@ -30,3 +33,26 @@ def register_augmentations(register: Callable[[Any], None]) -> None:
 def register_augmentation_sets(register: Callable[[str, list[str]], None]) -> None:
     register("a1", A1)
     register("a2", A2)
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    @app.command("augment")
+    def augment(
+        aug: Annotated[str, typer.Option("--aug", help="Set (a1, a2) and/or augmentation names, comma-separated.")]
+        = "a1",
+        image: Annotated[Path | None, typer.Option("--image", help="An image file (default: a test card).")]
+        = None,
+        n: Annotated[int, typer.Option("--n", min=1, max=64, help="Simultaneous chains to show.")] = 8,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        scheme: Annotated[int, typer.Option("--scheme", min=1, max=2, help="1: always on (switch if "
+                                            "parameter-free); 2: every augmentation switched.")] = 2,
+        out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("augmentations.png"),
+    ) -> None:
+        """Preview augmentations: original, its H/S/V channels, each alone, simultaneous chains."""
+        from sa_frame.plugins.augmentations.preview import load_image, preview, save_grid, test_card
+
+        img = load_image(image) if image is not None else test_card()
+        tiles, titles, columns = preview(aug, img, n, seed, scheme)
+        save_grid(tiles, titles, columns, out, f"sa-frame augment --aug {aug} --seed {seed}")
+        typer.echo(f"wrote {out} ({len(tiles)} images)")
