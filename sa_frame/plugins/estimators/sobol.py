@@ -77,12 +77,10 @@ class SobolAccumulator(Accumulator):
         """
         d, second = self.design.n_groups, self.design.second_order
         i_b, one = y.shape[1] - 1, y.shape[1]
-        yt = y.permute(2, 0, 1)  # (cols, points, rows per point)
-        z = torch.empty(yt.shape[0], yt.shape[1], one + 1, dtype=ACC_DTYPE, device=y.device)
-        shift = st["shift"].view(-1, 1, 1)
-        z[..., :1] = yt[..., :1] - shift
-        z[..., 1:d + 1] = yt[..., 1:d + 1] - yt[..., :1]
-        z[..., d + 1:one] = yt[..., d + 1:] - shift
+        z = torch.empty(y.shape[2], y.shape[0], one + 1, dtype=ACC_DTYPE, device=y.device)
+        z[..., :one].copy_(y.permute(2, 0, 1))  # the one strided pass: (cols, points, rows per point)
+        z[..., :one] -= st["shift"].view(-1, 1, 1)
+        z[..., 1:d + 1] -= z[..., :1]  # AB_j - A (the shift cancels)
         z[..., one] = 1.0
         gram = torch.bmm(z.transpose(1, 2), z)
         if not bool(torch.isfinite(torch.diagonal(gram, dim1=1, dim2=2)).all()):  # NaN/inf reach the diagonal
