@@ -52,7 +52,7 @@ def measure(device: torch.device, batch: int, repeats: int) -> dict[str, float]:
     out = {"forward_s": forward}
     for spec in ("a1", "a2"):
         chain, values = chain_inputs(spec, batch, device)
-        out[f"{spec}_s"] = best_time(lambda: chain.apply(images, values), repeats, device)
+        out[f"{spec}_s"] = best_time(lambda c=chain, v=values: c.apply(images, v), repeats, device)
         out[f"{spec}_ratio"] = out[f"{spec}_s"] / forward
     return out
 

@@ -25,6 +25,18 @@ class TinyModel:
     description = "a model plugin stand-in"
 
 
+class TinyFamily:
+    """Models resolved by prefix, as `timm/*` will be."""
+
+    name = "test-family/*"
+    description = "any test-family/<variant>"
+
+    def resolve(self, name):
+        model = TinyModel()
+        model.name = name
+        return model
+
+
 class TinyAnalysis:
     name = "test-analysis"
     description = "an analysis stand-in"
@@ -44,6 +56,7 @@ class EveryHookPlugin:
     @hookimpl
     def register_models(self, register):
         register(TinyModel())
+        register(TinyFamily())
 
     @hookimpl
     def register_checkpoints(self, register):

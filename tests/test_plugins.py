@@ -42,6 +42,12 @@ def test_every_kind_is_collected_with_its_provider(every_hook):
     assert "sobol" in sa_frame.registered("estimator")  # built-ins alongside
 
 
+def test_family_names_resolve_by_prefix(every_hook):
+    assert sa_frame.lookup("model", "test-family/wide").name == "test-family/wide"
+    with pytest.raises(UsageError, match="unknown model 'test-famly/wide'"):
+        sa_frame.lookup("model", "test-famly/wide")
+
+
 def test_later_plugin_overrides_checkpoints(every_hook):
     every_hook.add_plugin(CheckpointOverride(), provider="other")
     assert sa_frame.registered("checkpoint")["test-model"] == ["fc"]

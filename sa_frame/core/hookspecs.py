@@ -26,8 +26,9 @@ def register_models(register: Callable[[Any], None]) -> None:
     Call `register(model)` with an object implementing `sa_frame.Model`: a unique
     `name` (e.g. ``resnet18``, ``demo-cnn``), `build(weights)` returning a
     `torch.nn.Module`, its input size and normalisation, the name of the classifying
-    module and the class names. A model may instead register a *family* (an object
-    with `family = True` and `resolve(name)`), e.g. ``timm/<anything>``.
+    module and the class names. A name ending in ``/*`` registers a *family*: an object
+    whose `resolve(name)` builds the model for any name with that prefix, e.g. ``timm/*``
+    for ``timm/convnext_tiny``.
     """
 
 

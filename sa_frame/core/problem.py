@@ -102,11 +102,8 @@ class Problem:
     @property
     def groups_independent(self) -> bool:
         """True when no dependent block spans two groups (required by Sobol designs)."""
-        for p in self._blocks:
-            if not p.block.independent_columns:
-                if len(set(self.group_of_column[p.start:p.stop].tolist())) > 1:
-                    return False
-        return True
+        return not any(not p.block.independent_columns and len(set(self.group_of_column[p.start:p.stop])) > 1
+                       for p in self._blocks)
 
     # -- the unit-cube map ---------------------------------------------------------------
     def values(self, unit: Tensor, known: Tensor | None = None) -> Tensor:

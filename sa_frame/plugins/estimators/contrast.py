@@ -208,8 +208,6 @@ class ContrastAccumulator(Accumulator):
         pairs = {k: v for k, v in state.items() if "/pairs" in k}
         super().load_state({k: v for k, v in state.items() if k not in pairs})
         self.pairs = {name: [[] for _ in self.design.treatments] for name in self.shapes}
-        for name in self.shapes:
-            self.stats[name] = {k: v for k, v in self.stats[name].items() if not k.startswith("pairs")}
         for key, t in pairs.items():
             name, stat = key.rsplit("/", 1)
             self.pairs[name][int(stat[len("pairs"):])] = [t.to(self.device)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 # An activation is flat when its standard deviation is below this fraction of its
