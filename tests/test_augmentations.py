@@ -224,6 +224,11 @@ def test_augment_preview_command(tmp_path):
     result = CliRunner().invoke(build_app(), ["augment", "--aug", "hue", "--image", str(image), "--n", "1",
                                               "--out", str(tmp_path / "g2.png")])
     assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(build_app(), ["augment", "--data", "demo", "--n", "2", "--out",
+                                              str(tmp_path / "demo.png")])
+    assert result.exit_code == 0 and (tmp_path / "demo.png").stat().st_size > 1000, result.output
+    with pytest.raises(UsageError, match="either --image or --data"):
+        CliRunner().invoke(build_app(), ["augment", "--data", "demo", "--image", str(image)], catch_exceptions=False)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(UsageError, match="cannot read image .*bad.png"):

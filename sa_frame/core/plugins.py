@@ -23,6 +23,7 @@ from sa_frame.core import hookspecs
 from sa_frame.core.errors import PluginError, UsageError, unknown_name
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "sa_frame.plugins.models",
     "sa_frame.plugins.augmentations",
     "sa_frame.plugins.estimators",
 )

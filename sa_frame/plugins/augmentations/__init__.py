@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer  # light, and already loaded by the CLI; needed at module level for typer's annotations
 
 from sa_frame import hookimpl
+from sa_frame.core.errors import UsageError
 
 A1 = ["erasing", "sharpness", "rolling", "grayscale", "gaussian_blur"]
 A2 = ["brightness", "contrast", "saturation", "hue", "hflip", "rotation", "elliptic_blur"]
@@ -43,6 +44,8 @@ def register_commands(app: Any) -> None:
         = "a1",
         image: Annotated[Path | None, typer.Option("--image", help="An image file (default: a test card).")]
         = None,
+        data: Annotated[str | None, typer.Option("--data", help="'demo': an image of the embedded demo set "
+                                                 "(its class chosen by --seed).")] = None,
         n: Annotated[int, typer.Option("--n", min=1, max=64, help="Simultaneous chains to show.")] = 8,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         scheme: Annotated[int, typer.Option("--scheme", min=1, max=2, help="1: always on (switch if "
@@ -50,9 +53,14 @@ def register_commands(app: Any) -> None:
         out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("augmentations.png"),
     ) -> None:
         """Preview augmentations: original, its H/S/V channels, each alone, simultaneous chains."""
-        from sa_frame.plugins.augmentations.preview import load_image, preview, save_grid, test_card
+        from sa_frame.plugins.augmentations.preview import demo_image, load_image, preview, save_grid, test_card
 
-        img = load_image(image) if image is not None else test_card()
+        if image is not None and data is not None:
+            raise UsageError("give either --image or --data, not both")
+        if data is not None:
+            img = demo_image(data, seed)
+        else:
+            img = load_image(image) if image is not None else test_card()
         tiles, titles, columns = preview(aug, img, n, seed, scheme)
         save_grid(tiles, titles, columns, out, f"sa-frame augment --aug {aug} --seed {seed}")
         typer.echo(f"wrote {out} ({len(tiles)} images)")

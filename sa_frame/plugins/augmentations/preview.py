@@ -32,6 +32,16 @@ def test_card(size: int = SIZE) -> Tensor:
     return img
 
 
+def demo_image(data: str, seed: int, size: int = SIZE) -> Tensor:
+    """An image of the embedded demo set, rendered at `size` (the class is seed mod 10)."""
+    from sa_frame.core.data import DemoImages
+
+    if data != "demo":
+        raise UsageError(f"--data takes 'demo' here (folders come with `sa-frame run`), got {data!r}")
+    demo = DemoImages(size=size)
+    return demo.images(torch.tensor([seed % demo.n_classes]), torch.tensor([0]), "train")[0]
+
+
 def load_image(path: Path, size: int = SIZE) -> Tensor:
     """An RGB image in [0, 1]: shorter side resized to `size`, centre-cropped to size x size."""
     import torchvision.transforms.v2.functional as F

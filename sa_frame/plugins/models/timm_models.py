@@ -1,0 +1,69 @@
+"""Any timm model as ``timm/<name>``: default checkpoints from its feature info, plus the
+pooled features and the head; input size and normalisation from timm's data config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sa_frame.core.errors import unknown_name
+from sa_frame.core.model import Model, offline_weights_error
+
+PREFIX = "timm/"
+
+
+class TimmFamily:
+    """Resolves ``timm/<name>`` to a model spec (registered as ``timm/*``)."""
+
+    name = PREFIX + "*"
+    description = "any timm model: timm/<name> (e.g. timm/resnet18, timm/convnext_tiny)"
+
+    def resolve(self, full_name: str) -> TimmModel:
+        import timm
+
+        name = full_name[len(PREFIX):]
+        if not timm.is_model(name):
+            raise unknown_name("timm model", name, timm.list_models())
+        return TimmModel(name)
+
+
+class TimmModel(Model):
+    def __init__(self, name: str) -> None:
+        import timm
+
+        self.timm_name = name
+        self.name = PREFIX + name
+        self.description = f"timm {name}"
+        try:
+            with torch.device("meta"):
+                skeleton = timm.create_model(name, pretrained=False)
+        except Exception:  # a few models cannot be initialised on the meta device
+            skeleton = timm.create_model(name, pretrained=False)
+        config = timm.data.resolve_data_config({}, model=skeleton)
+        self.input_size = tuple(config["input_size"][1:])
+        self.mean, self.std = tuple(config["mean"]), tuple(config["std"])
+        modules = dict(skeleton.named_modules())
+        head = skeleton.get_classifier()
+        self.classifier = next(n for n, m in modules.items() if m is head) if isinstance(head, nn.Module) and \
+            any(m is head for m in modules.values()) else ""
+        features = [info["module"] for info in getattr(skeleton, "feature_info", [])]
+        pooled = [n for n in modules if n.endswith("global_pool")][:1]
+        self.checkpoints = list(dict.fromkeys(features + pooled + ([self.classifier] if self.classifier else [])))
+        self.hf_hub_id = (skeleton.pretrained_cfg or {}).get("hf_hub_id")
+
+    def build_module(self, pretrained: bool) -> nn.Module:
+        import timm
+
+        if not pretrained:
+            return timm.create_model(self.timm_name, pretrained=False)
+        try:
+            return timm.create_model(self.timm_name, pretrained=True)
+        except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub's offline errors are OSErrors
+            from huggingface_hub import constants
+
+            repo = self.hf_hub_id or f"timm/{self.timm_name}"
+            raise offline_weights_error(self.name, f"model.safetensors of {repo}", Path(constants.HF_HUB_CACHE),
+                                        f"e.g. `huggingface-cli download {repo}` on a machine online, then copy "
+                                        f"the cache; {type(exc).__name__}") from None
