@@ -73,6 +73,11 @@ def build_app() -> typer.Typer:
     ) -> None:
         """sa-frame: which parts of a network react to which changes of its input, and how much."""
 
+    from sa_frame.core import commands
+
+    app.command("run")(commands.run)
+    app.command("show")(commands.show)
+    app.command("plot")(commands.plot)
     app.command("plugins")(plugins)
     registry().commands(app)
     return app

@@ -155,6 +155,8 @@ class Estimator(ABC):
     description: str = ""
     #: the names of the index maps `finalize` returns, for docs and tables
     outputs: tuple[str, ...] = ()
+    #: the maps shown in summaries (tables, figures), one value per group
+    summary: tuple[str, ...] = ()
 
     @abstractmethod
     def design(self, problem: Problem, size: int, seed: int, **options: Any) -> Design: ...

@@ -9,6 +9,7 @@ Images are rendered in batches from per-image parameters with coordinate grids; 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -114,3 +115,126 @@ class DemoImages:
         classes = torch.arange(self.n_classes).repeat_interleave(n)
         index = torch.arange(n).repeat(self.n_classes)
         return self.images(classes, index, partition), classes
+
+
+class ImageSource:
+    """Images for a run: classes, one or two partitions, and `load` by (class, image, partition).
+
+    `load` returns float images in [0, 1] at the model's input size. The class variable
+    decides the image (SPEC A2): the design gives a class index and a value in [0, 1)
+    that selects the image within that class and partition.
+    """
+
+    name = "images"
+    classes: list[str]
+    partitions: list[str]
+
+    def counts(self, partition: int) -> Tensor:
+        """(n_classes,) number of images per class in a partition."""
+        raise NotImplementedError
+
+    def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def select(self, classes: Tensor, within: Tensor, partition: Tensor) -> Tensor:
+        """Image indices for design values: floor(within * count of (class, partition))."""
+        counts = torch.stack([self.counts(p) for p in range(len(self.partitions))])  # (partitions, classes)
+        n = counts[partition.long(), classes.long()]
+        return torch.minimum((within * n).floor().long(), n - 1)
+
+
+class DemoSource(ImageSource):
+    """The embedded demo set, rendered at the model's input size."""
+
+    name = "demo"
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        if size[0] != size[1]:
+            raise UsageError(f"the demo set renders square images; the model wants {size}")
+        self.images = DemoImages(size=size[0])
+        self.classes, self.partitions = self.images.classes, self.images.partitions
+
+    def counts(self, partition: int) -> Tensor:
+        return torch.full((len(self.classes),), self.images.per_class[self.partitions[partition]])
+
+    def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
+        out = torch.empty(classes.shape[0], 3, self.images.size, self.images.size)
+        for p, name in enumerate(self.partitions):  # a loop over partitions, not images
+            rows = (partition == p).nonzero().squeeze(1)
+            if rows.numel():
+                out[rows] = self.images.images(classes[rows], index[rows], name)
+        return out
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+PARTITION_DIRS = {"train": ("train",), "valid": ("valid", "val")}
+
+
+class FolderSource(ImageSource):
+    """Images in ImageFolder layout: root/train/<class>/*.jpg and root/valid (or val)/<class>/...,
+    or root/<class>/*.jpg (one partition, no partition variable). Resize of the shorter side to
+    size * 256/224 and a centre crop, as torchvision's ImageNet preprocessing."""
+
+    name = "folder"
+
+    def __init__(self, root: Path, size: tuple[int, int], cache_images: int = 4096) -> None:
+        from functools import lru_cache
+
+        root = Path(root)
+        if not root.is_dir():
+            raise UsageError(f"data folder not found: {root} (use 'demo' or a folder in ImageFolder layout)")
+        found = {}
+        for part, names in PARTITION_DIRS.items():
+            for dirname in names:
+                if (root / dirname).is_dir():
+                    found[part] = root / dirname
+                    break
+        roots = found if found else {"all": root}
+        self.partitions = list(roots)
+        self.files: list[list[list[Path]]] = []
+        class_sets = []
+        for part, folder in roots.items():
+            classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+            class_sets.append(classes)
+            self.files.append([sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+                               for c in classes])
+        if not class_sets[0]:
+            raise UsageError(f"data folder {root} has no class sub-folders ({root}/<class>/<image> expected)")
+        if any(cs != class_sets[0] for cs in class_sets):
+            raise UsageError(f"data folder {root}: partitions {self.partitions} have different classes")
+        self.classes = class_sets[0]
+        for part, per_class in zip(self.partitions, self.files):
+            empty = [c for c, files in zip(self.classes, per_class) if not files]
+            if empty:
+                raise UsageError(f"data folder {root}: class folder {empty[0]!r} of partition {part!r} has no images")
+        self.size = size
+        self._load_one = lru_cache(maxsize=cache_images)(self._read)
+
+    def counts(self, partition: int) -> Tensor:
+        return torch.tensor([len(files) for files in self.files[partition]])
+
+    def _read(self, partition: int, cls: int, index: int) -> Tensor:
+        import torchvision.transforms.v2.functional as F
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.files[partition][cls][index]
+        try:
+            with Image.open(path) as pil:
+                img = F.pil_to_tensor(pil.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UsageError(f"cannot read image {path}: {exc}") from None
+        h, w = self.size
+        img = F.resize(img, [round(min(h, w) * 256 / 224)], antialias=True)
+        return F.center_crop(img, [h, w]).float() / 255.0
+
+    def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
+        # one file per image: reading is I/O, decoded images are cached (rows share images)
+        return torch.stack([self._load_one(int(p), int(c), int(i))
+                            for c, i, p in zip(classes.tolist(), index.tolist(), partition.tolist())])
+
+
+def open_source(data: str, size: tuple[int, int]) -> ImageSource:
+    """`demo` or a folder."""
+    if data == "demo":
+        return DemoSource(size)
+    return FolderSource(Path(data), size)

@@ -297,6 +297,7 @@ class ContrastEstimator(Estimator):
     name = "contrast"
     description = "original vs single augmentation: rank-biserial, Wilcoxon p (BY-corrected), point-biserial"
     outputs = ("rank_biserial", "point_biserial", "pvalue", "pvalue_by", "statistic", "n_pairs")
+    summary = ("rank_biserial",)
 
     def design(self, problem: Problem, size: int, seed: int, n_inner: int = 10, outer_per_block: int = 16,
                mode: str = "exact", bins: int = DEFAULT_BINS, **options: Any) -> PairedDesign:

@@ -181,6 +181,7 @@ class ShapleyEstimator(Estimator):
     name = "shapley"
     description = "Shapley effects (Song-Nelson-Staum random permutations, total-effect cost)"
     outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_raw_se", "var", "mean", "zero_variance")
+    summary = ("shapley",)
 
     def design(self, problem: Problem, size: int, seed: int, n_outer: int = 1, n_inner: int = 3,
                players: str = "groups", **options: Any) -> PermutationDesign:

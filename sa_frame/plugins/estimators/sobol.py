@@ -212,6 +212,7 @@ class SobolEstimator(Estimator):
     name = "sobol"
     description = "Sobol indices S1, ST (and S2) on a grouped Saltelli design"
     outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "mean", "var", "zero_variance")
+    summary = ("S1", "ST")
 
     def design(self, problem: Problem, size: int, seed: int, second_order: bool = True,
                points_per_block: int | None = None, **options: Any) -> SaltelliDesign:

@@ -99,6 +99,7 @@ class VarianceEstimator(Estimator):
     name = "variance"
     description = "mean, variance and coefficient of variation on an i.i.d. design"
     outputs = ("mean", "var", "cov", "n", "nonfinite")
+    summary = ("cov",)
 
     def design(self, problem: Problem, size: int, seed: int, rows_per_block: int | None = None,
                **options: Any) -> IIDDesign:

@@ -1,0 +1,263 @@
+"""The main job (DESIGN §3): design blocks -> images -> augmentations on the device ->
+forward with capture -> streaming accumulator; state saved every K blocks; indices
+written to the results file.
+
+Nothing stores raw activations: each forward batch is folded into the accumulator and
+dropped. A resumed run continues from the last saved block with the saved state and
+ends with exactly the numbers of an uninterrupted run of the same configuration.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sa_frame.core.capture import Capture, resolve_modules
+from sa_frame.core.chain import AugmentationChain, resolve_augmentations
+from sa_frame.core.config import RunConfig, estimator_sizes
+from sa_frame.core.contracts import Accumulator, Design, Estimator
+from sa_frame.core.data import ImageSource, open_source
+from sa_frame.core.errors import UsageError
+from sa_frame.core.model import Model
+from sa_frame.core.plugins import lookup, registered, registry
+from sa_frame.core.problem import Problem
+from sa_frame.core.store import COMPLETE, RUNNING, SCHEMA_VERSION, ResultsFile, state_tree
+from sa_frame.core.variables import Categorical
+
+CLASS, PARTITION = "class", "partition"
+SWITCHED_ESTIMATORS = ("shapley", "contrast")  # scheme 2 by default (every augmentation switched)
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, resolved and checked before any heavy work."""
+
+    config: RunConfig
+    spec: Model
+    net: nn.Module
+    device: torch.device
+    checkpoints: list[str]
+    source: ImageSource
+    chain: AugmentationChain
+    problem: Problem
+    estimator: Estimator
+    design: Design
+    sizes: dict[str, Any]
+
+    @property
+    def rows_per_batch(self) -> int:
+        unit = self.design.unit_rows
+        return max(unit, self.config.batch_size // unit * unit)
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} was asked for but CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def build_problem(chain: AugmentationChain, source: ImageSource) -> Problem:
+    """The chain's variables plus class (which also picks the image) and partition."""
+    blocks, groups = chain.variables()
+    blocks[CLASS] = Categorical(len(source.classes), labels=source.classes)
+    groups[CLASS] = [CLASS]
+    if len(source.partitions) == 2:
+        blocks[PARTITION] = Categorical(2, labels=source.partitions)
+        groups[PARTITION] = [PARTITION]
+    return Problem(blocks, groups)
+
+
+def estimator_options(config: RunConfig, sizes: dict[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in sizes.items() if k != "n"}
+    if config.estimator == "sobol":
+        options["second_order"] = config.second_order
+    if config.estimator == "shapley" and config.players:
+        options["players"] = config.players
+    options.update(config.extra)
+    return options
+
+
+def plan(config: RunConfig) -> RunPlan:
+    """Resolve names, build the problem and design, load the model (UsageError on bad input)."""
+    spec = lookup("model", config.model)
+    estimator = lookup("estimator", config.estimator)
+    augmentations = resolve_augmentations(config.aug)
+    device = resolve_device(config.device)
+    source = open_source(config.data, tuple(spec.input_size))
+    scheme = config.scheme or (2 if config.estimator in SWITCHED_ESTIMATORS else 1)
+    chain = AugmentationChain(augmentations, scheme=scheme, permute=config.estimator != "contrast")
+    problem = build_problem(chain, source)
+    sizes = estimator_sizes(config, is_demo=config.data == "demo" and config.model == "demo-cnn")
+    design = estimator.design(problem, sizes["n"], config.seed, **estimator_options(config, sizes))
+    net = spec.build(config.weights).to(device)
+    checkpoints = list(config.checkpoints or registered("checkpoint").get(spec.name) or spec.checkpoints)
+    resolve_modules(net, checkpoints)
+    if config.classifier_output not in ("softmax", "logits"):
+        raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
+    return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, sizes)
+
+
+def minmax(images: Tensor) -> Tensor:
+    """The research code's per-image, per-channel min-max rescale (SPEC B §1.3), as an option."""
+    low = images.amin(dim=(-2, -1), keepdim=True)
+    shifted = images - low
+    high = shifted.amax(dim=(-2, -1), keepdim=True)
+    return shifted / torch.where(high < 1e-6, torch.ones_like(high), high)
+
+
+class Runner:
+    """Executes a plan block by block into an accumulator."""
+
+    def __init__(self, run: RunPlan) -> None:
+        self.run = run
+        names = run.problem.names
+        self.class_col = names.index(CLASS)
+        self.partition_col = names.index(PARTITION) if PARTITION in names else None
+        self.class_variable: Categorical = run.problem.variable(CLASS)  # type: ignore[assignment]
+        classifier = run.spec.classifier or None
+        self.capture = Capture(run.net, run.checkpoints, classifier=classifier,
+                               classifier_output=run.config.classifier_output)  # type: ignore[arg-type]
+
+    def inputs(self, unit: Tensor, values: Tensor) -> Tensor:
+        """Network inputs for design rows: images chosen by class/partition, augmented, normalised."""
+        run = self.run
+        classes, within = self.class_variable.split(unit[:, self.class_col])
+        partition = values[:, self.partition_col].long() if self.partition_col is not None \
+            else torch.zeros(unit.shape[0], dtype=torch.long)
+        index = run.source.select(classes.long(), within, partition)
+        images = run.source.load(classes.long(), index, partition).to(run.device)
+        columns = {name: values[:, i].to(run.device) for i, name in enumerate(run.problem.names)}
+        images = run.chain.apply(images, columns)
+        if run.config.postprocess == "minmax":
+            images = minmax(images)
+        return run.spec.normalize(images)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-image output shapes of the checkpoints (one forward of one image)."""
+        block = self.run.design.block(0)
+        unit = block.unit[:1]
+        with torch.no_grad(), self.capture as cap:
+            self.run.net(self.inputs(unit, self.run.problem.values(unit)))
+        return cap.shapes()
+
+    def process(self, acc: Accumulator, start_block: int, on_block_done: Callable[[int], None],
+                progress: Progress) -> None:
+        run = self.run
+        step = run.rows_per_batch
+        with torch.no_grad(), self.capture as cap:
+            for k in range(start_block, run.design.n_blocks):
+                block = run.design.block(k)
+                values = run.problem.values(block.unit, block.known)
+                for start in range(0, block.n_rows, step):
+                    rows = slice(start, min(start + step, block.n_rows))
+                    run.net(self.inputs(block.unit[rows], values[rows]))
+                    acc.update(block, cap.outputs, rows)
+                    progress(rows.stop - rows.start)
+                on_block_done(k + 1)
+
+
+def versions() -> dict[str, str]:
+    """Package versions of sa-frame, its main libraries and every plugin provider."""
+    out = {}
+    for dist in ("sa-frame", "torch", "torchvision", "timm", "numpy", "scipy", "h5py"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    for kind in ("model", "augmentation", "estimator"):
+        for reg in registry().entries(kind).values():
+            out.setdefault(reg.provider, reg.version)
+    return out
+
+
+def variables_section(run: RunPlan) -> dict[str, Any]:
+    problem = run.problem
+    rows = problem.describe()
+    return {"names": np.array(problem.names), "groups": np.array(problem.group_names),
+            "group_of_column": problem.group_of_column, "distributions": np.array([r[2] for r in rows]),
+            "classes": np.array(run.source.classes), "partitions": np.array(run.source.partitions)}
+
+
+def base_attrs(run: RunPlan, status: str, blocks_done: int) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "status": status, "config": run.config.to_yaml(),
+            "identity": run.config.identity(), "versions": versions(),
+            "seed": run.config.seed, "estimator": run.config.estimator, "model": run.spec.name,
+            "design": run.design.config(), "n_rows": run.design.n_rows, "n_blocks": run.design.n_blocks,
+            "blocks_done": blocks_done, "checkpoints": run.checkpoints,
+            "rows_per_batch": run.rows_per_batch}
+
+
+def check_existing(results: ResultsFile, config: RunConfig) -> int:
+    """Blocks already done (0 for a fresh run); refuse to clobber or to resume another config."""
+    if not results.exists():
+        if config.resume:
+            raise UsageError(f"nothing to resume: {results.path} does not exist")
+        return 0
+    if config.force:
+        return 0
+    status = results.status()
+    if status == COMPLETE:
+        raise UsageError(f"{results.path} already holds a complete run; use --force to overwrite it or --out "
+                         f"for another file")
+    if not config.resume:
+        raise UsageError(f"{results.path} holds an unfinished run; use --resume to continue it or --force to "
+                         f"start over")
+    stored = results.attrs()["identity"]
+    new = config.identity()
+    differing = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
+    if differing:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in differing)
+        raise UsageError(f"cannot resume {results.path} with another configuration ({detail})")
+    return int(results.attrs()["blocks_done"])
+
+
+def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] | None = None) \
+        -> tuple[RunPlan, dict[str, dict[str, np.ndarray]], float]:
+    """Run (or resume) a configuration; returns the plan, the index maps and the wall time."""
+    results = ResultsFile(config.out)
+    start_block = check_existing(results, config)
+    run = plan(config)
+    runner = Runner(run)
+    shapes = runner.shapes()
+    acc = run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
+    variables = variables_section(run)
+    if start_block:
+        try:
+            acc.load_state(results.state())
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"{results.path}: the saved state cannot be resumed ({exc}); use --force to start "
+                             f"over") from None
+    else:
+        results.write(base_attrs(run, RUNNING, 0), {"variables": variables})
+    started = time.perf_counter()
+
+    def save(blocks_done: int) -> None:
+        if blocks_done % config.save_every == 0 and blocks_done < run.design.n_blocks:
+            results.write(base_attrs(run, RUNNING, blocks_done),
+                          {"variables": variables, "state": state_tree(acc.state())})
+
+    rows_done = start_block * (run.design.n_rows // run.design.n_blocks)
+    progress = progress_factory(run.design.n_rows, rows_done) if progress_factory else (lambda n: None)
+    runner.process(acc, start_block, save, progress)
+    maps = acc.finalize()
+    elapsed = time.perf_counter() - started
+    attrs = base_attrs(run, COMPLETE, run.design.n_blocks) | {"elapsed_s": elapsed}
+    results.write(attrs, {"variables": variables, "checkpoints": maps})
+    return run, maps, elapsed
+

@@ -1,0 +1,148 @@
+"""The HDF5 results file (DESIGN §5), written atomically.
+
+Root attributes: schema version, run config (YAML), package and plugin versions, seed,
+design, status (running / complete), blocks done. `/variables`, `/checkpoints/<name>/<stat>`
+shaped (n_groups, *activation_shape) or (*activation_shape), `/state/<name>/<stat>` for
+resuming, `/analyses/<name>/` for post-analyses.
+
+Every write goes to a temporary file in the same folder that is then renamed over the
+results file, so a killed run leaves either the previous consistent file or the new
+one — never a half-written file, and never one that reads as complete when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+import yaml
+
+from sa_frame.core.errors import UsageError
+
+SCHEMA_VERSION = 1
+RUNNING, COMPLETE = "running", "complete"
+
+
+JSON_PREFIX = "json:"
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value.startswith(JSON_PREFIX):
+        return json.loads(value[len(JSON_PREFIX):])
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _write_tree(group: h5py.Group, tree: Mapping[str, Any]) -> None:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            _write_tree(group.require_group(key), value)
+        else:
+            array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            if array.dtype.kind == "U":
+                array = array.astype(h5py.string_dtype())
+            group.create_dataset(key, data=array, compression="gzip" if array.size > 1024 else None)
+
+
+def _read_tree(group: h5py.Group) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            out[key] = _read_tree(item)
+        else:
+            value = item[()]
+            out[key] = value.astype(str) if item.dtype.kind == "O" else value
+    return out
+
+
+class ResultsFile:
+    """Read and atomically (re)write one run's results file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    # -- reading --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _open(self) -> h5py.File:
+        if not self.path.is_file():
+            raise UsageError(f"results file not found: {self.path}")
+        try:
+            return h5py.File(self.path, "r")
+        except OSError as exc:
+            raise UsageError(f"{self.path} is not a readable sa-frame results file (HDF5): {exc}") from None
+
+    def attrs(self) -> dict[str, Any]:
+        """Root attributes; dicts (written as JSON) and string lists come back as Python objects."""
+        with self._open() as f:
+            attrs = {key: _decode(value) for key, value in f.attrs.items()}
+        if "schema_version" not in attrs:
+            raise UsageError(f"{self.path} is an HDF5 file but not an sa-frame results file")
+        return attrs
+
+    def status(self) -> str:
+        return str(self.attrs().get("status"))
+
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.attrs()["config"])
+
+    def read(self, section: str) -> dict[str, Any]:
+        """A whole section (`variables`, `checkpoints`, `state`, `analyses`) as nested dicts."""
+        with self._open() as f:
+            return _read_tree(f[section]) if section in f else {}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The saved accumulator state, flat `{"<checkpoint>/<stat>": tensor}`."""
+        flat = {}
+        for name, stats in self.read("state").items():
+            if isinstance(stats, dict):
+                for stat, value in stats.items():
+                    flat[f"{name}/{stat}"] = torch.from_numpy(np.asarray(value))
+            else:
+                flat[name] = torch.as_tensor(stats)
+        return flat
+
+    # -- writing --------------------------------------------------------------------------
+    def write(self, attrs: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the file with `attrs` and `sections`, atomically."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with h5py.File(tmp, "w") as f:
+                for key, value in attrs.items():
+                    if isinstance(value, dict):
+                        value = JSON_PREFIX + json.dumps(value, sort_keys=True)
+                    elif isinstance(value, list):
+                        value = np.array([str(v) for v in value], dtype=h5py.string_dtype())
+                    f.attrs[key] = value
+                for name, tree in sections.items():
+                    _write_tree(f.require_group(name), tree)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"cannot write results file {self.path}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def state_tree(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """`{"<checkpoint>/<stat>": t}` -> `{checkpoint: {stat: t}}` (counters stay at the top)."""
+    tree: dict[str, Any] = {}
+    for key, value in state.items():
+        if "/" in key:
+            name, stat = key.rsplit("/", 1)
+            tree.setdefault(name, {})[stat] = value
+        else:
+            tree[key] = value
+    return tree
