@@ -216,3 +216,29 @@ def test_resume_with_another_config_names_the_keys(tmp_path):
     assert code == 2 and "cannot resume" in err and "seed: 0 -> 5" in err
     code, out_text, _ = cli("show", out)
     assert code == 0 and "not complete" in out_text
+
+
+def _image_folder(root, partitions):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part in partitions:
+        for cls in ("apple", "boat"):
+            folder = root / part / cls if part else root / cls
+            folder.mkdir(parents=True)
+            for i in range(3):
+                pixels = (rng.random((40, 50, 3)) * 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("partitions, groups", [(("train", "val"), ["class", "partition"]), ((None,), ["class"])])
+def test_image_folder_data(tmp_path, partitions, groups):
+    _image_folder(tmp_path / "data", partitions)
+    out = tmp_path / "folder.h5"
+    code, _, err = cli("run", "--data", tmp_path / "data", "--n", "16", "--estimator", "variance", "--out", out,
+                       "--quiet")
+    assert code == 0, err
+    variables = ResultsFile(out).read("variables")
+    assert variables["groups"].tolist()[-len(groups):] == groups
+    assert variables["classes"].tolist() == ["apple", "boat"]
+    assert maps(out, "fc")["mean"].shape == (10,)

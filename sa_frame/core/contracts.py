@@ -85,7 +85,9 @@ class Accumulator(ABC):
     # -- to implement ----------------------------------------------------------------
     @abstractmethod
     def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
-        """Add the outputs `y` (rows, M), float64 on the device, of `block.unit[rows]`."""
+        """Add the outputs `y` (rows, M) of `block.unit[rows]`, on the accumulator's device in
+        their own dtype (float32 from a network): accumulate in float64, converting piecewise
+        so that no float64 copy of a whole batch is needed."""
 
     @abstractmethod
     def _finalize(self, name: str) -> dict[str, np.ndarray]:
@@ -112,7 +114,7 @@ class Accumulator(ABC):
             y = outputs[name]
             if tuple(y.shape[1:]) != shape or y.shape[0] != n:
                 raise UsageError(f"checkpoint {name!r}: expected outputs shaped ({n}, {shape}), got {tuple(y.shape)}")
-            self._update(name, block, rows, y.reshape(n, -1).to(device=self.device, dtype=ACC_DTYPE))
+            self._update(name, block, rows, y.reshape(n, -1).to(device=self.device))
         if rows.stop == block.n_rows:
             self.blocks_done += 1
 

@@ -193,7 +193,7 @@ class FolderSource(ImageSource):
         self.partitions = list(roots)
         self.files: list[list[list[Path]]] = []
         class_sets = []
-        for part, folder in roots.items():
+        for folder in roots.values():
             classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
             class_sets.append(classes)
             self.files.append([sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)

@@ -9,8 +9,8 @@ ends with exactly the numbers of an uninterrupted run of the same configuration.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,7 +141,10 @@ class Runner:
         partition = values[:, self.partition_col].long() if self.partition_col is not None \
             else torch.zeros(unit.shape[0], dtype=torch.long)
         index = run.source.select(classes.long(), within, partition)
-        images = run.source.load(classes.long(), index, partition).to(run.device)
+        # rows of a base point / inner group share their image: load each distinct one once
+        key = torch.stack([classes.long(), index, partition], 1)
+        distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+        images = run.source.load(distinct[:, 0], distinct[:, 1], distinct[:, 2]).to(run.device)[inverse.to(run.device)]
         columns = {name: values[:, i].to(run.device) for i, name in enumerate(run.problem.names)}
         images = run.chain.apply(images, columns)
         if run.config.postprocess == "minmax":
@@ -168,6 +171,7 @@ class Runner:
                     rows = slice(start, min(start + step, block.n_rows))
                     run.net(self.inputs(block.unit[rows], values[rows]))
                     acc.update(block, cap.outputs, rows)
+                    cap.outputs.clear()  # free this batch's activations before the next forward
                     progress(rows.stop - rows.start)
                 on_block_done(k + 1)
 
@@ -176,10 +180,8 @@ def versions() -> dict[str, str]:
     """Package versions of sa-frame, its main libraries and every plugin provider."""
     out = {}
     for dist in ("sa-frame", "torch", "torchvision", "timm", "numpy", "scipy", "h5py"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     for kind in ("model", "augmentation", "estimator"):
         for reg in registry().entries(kind).values():
             out.setdefault(reg.provider, reg.version)

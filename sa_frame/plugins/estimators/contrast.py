@@ -126,7 +126,7 @@ class ContrastAccumulator(Accumulator):
         return out
 
     def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
-        y = y.reshape(-1, self.design.unit_rows, y.shape[-1])
+        y = y.to(ACC_DTYPE).reshape(-1, self.design.unit_rows, y.shape[-1])
         if not self.stats[name]:
             self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0], nan=0.0, posinf=0.0, neginf=0.0))
         st = self.stats[name]

@@ -116,6 +116,7 @@ class ShapleyAccumulator(Accumulator):
         self._open: dict[str, dict[str, Tensor]] = {}
 
     def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+        y = y.to(ACC_DTYPE)
         no, ni = self.design.n_outer, self.design.n_inner
         if not self.stats[name]:
             self._init(name, y.shape[-1])

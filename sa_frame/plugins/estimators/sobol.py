@@ -55,7 +55,7 @@ class SobolAccumulator(Accumulator):
         rpp = self.design.rows_per_point
         y = y.reshape(-1, rpp, y.shape[-1])  # (points, rows per point, M)
         if not self.stats[name]:
-            self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0], nan=0.0, posinf=0.0, neginf=0.0))
+            self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0].to(ACC_DTYPE), nan=0.0, posinf=0.0, neginf=0.0))
         m = y.shape[-1]
         # On the CPU, column chunks keep temporaries in cache (6x faster than whole rows);
         # on a GPU one launch per operation over every activation is best.

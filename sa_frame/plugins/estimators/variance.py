@@ -64,6 +64,7 @@ def chan_combine(n_a: Tensor, mean_a: Tensor, m2_a: Tensor, n_b: Tensor, mean_b:
 
 class VarianceAccumulator(Accumulator):
     def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+        y = y.to(ACC_DTYPE)
         finite = torch.isfinite(y)
         n_b = finite.sum(0).to(ACC_DTYPE)
         clean = torch.where(finite, y, 0.0)
