@@ -205,3 +205,18 @@ def test_offline_timm_weights_name_file_and_cache(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "SA_FRAME_LOAD_PLUGINS": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert f"place model.safetensors of timm/resnet18.a1_in1k in {tmp_path}" in out.stdout, out.stderr
+
+
+def test_capture_without_copy_detects_in_place_changes():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 2, 1))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad(), Capture(net, ["0"], copy=False) as cap:
+        net(x)
+        with pytest.raises(UsageError, match=r"\['0'\] were modified in place"):
+            cap.verify()
+    with torch.no_grad(), Capture(net, ["0"]) as copied:  # the default copy keeps the pre-ReLU values
+        net(x)
+    assert bool((copied.outputs["0"] < 0).any())
+    with torch.no_grad(), Capture(net, ["1"], copy=False) as safe:
+        net(x)
+        safe.verify()

@@ -48,7 +48,7 @@ class Capture:
     """
 
     def __init__(self, model: nn.Module, checkpoints: Iterable[str], classifier: str | None = None,
-                 classifier_output: Literal["softmax", "logits"] = "softmax") -> None:
+                 classifier_output: Literal["softmax", "logits"] = "softmax", copy: bool = True) -> None:
         if classifier_output not in CLASSIFIER_OUTPUTS:
             raise UsageError(f"classifier_output must be one of {', '.join(CLASSIFIER_OUTPUTS)}, "
                              f"got {classifier_output!r}")
@@ -60,7 +60,9 @@ class Capture:
             resolve_modules(model, [classifier])
         self._model = model
         self._handles: list[RemovableHandle] = []
+        self.copy = copy
         self.outputs: dict[str, Tensor] = {}
+        self._versions: dict[str, int] = {}
 
     def __enter__(self) -> Capture:
         if self.classifier is not None and self.classifier_output == "softmax":
@@ -72,9 +74,18 @@ class Capture:
 
     def _recorder(self, name: str):
         def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
-            # a copy: a later in-place module (ReLU(inplace=True)) would overwrite a view
-            self.outputs[name] = output.detach().clone()
+            # a later in-place module (ReLU(inplace=True)) would overwrite the tensor: copy it,
+            # or (copy=False) remember its version counter and let `verify` check it
+            self.outputs[name] = output.detach().clone() if self.copy else output.detach()
+            self._versions[name] = output._version
         return hook
+
+    def verify(self) -> None:
+        """With copy=False: fail if a later module modified a recorded output in place."""
+        changed = [n for n, t in self.outputs.items() if t._version != self._versions.get(n)]
+        if changed:
+            raise UsageError(f"checkpoint output(s) {changed} were modified in place by a later module "
+                             f"(e.g. ReLU(inplace=True)); choose the module after it as checkpoint")
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:

@@ -131,8 +131,8 @@ class Runner:
         self.partition_col = names.index(PARTITION) if PARTITION in names else None
         self.class_variable: Categorical = run.problem.variable(CLASS)  # type: ignore[assignment]
         classifier = run.spec.classifier or None
-        self.capture = Capture(run.net, run.checkpoints, classifier=classifier,
-                               classifier_output=run.config.classifier_output)  # type: ignore[arg-type]
+        self.capture = Capture(run.net, run.checkpoints, classifier=classifier,  # type: ignore[arg-type]
+                               classifier_output=run.config.classifier_output, copy=False)
 
     def inputs(self, unit: Tensor, values: Tensor) -> Tensor:
         """Network inputs for design rows: images chosen by class/partition, augmented, normalised."""
@@ -170,6 +170,7 @@ class Runner:
                 for start in range(0, block.n_rows, step):
                     rows = slice(start, min(start + step, block.n_rows))
                     run.net(self.inputs(block.unit[rows], values[rows]))
+                    cap.verify()
                     acc.update(block, cap.outputs, rows)
                     cap.outputs.clear()  # free this batch's activations before the next forward
                     progress(rows.stop - rows.start)
