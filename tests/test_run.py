@@ -242,3 +242,15 @@ def test_image_folder_data(tmp_path, partitions, groups):
     assert variables["groups"].tolist()[-len(groups):] == groups
     assert variables["classes"].tolist() == ["apple", "boat"]
     assert maps(out, "fc")["mean"].shape == (10,)
+
+
+def test_contrast_run_reports_per_augmentation(tmp_path):
+    out = tmp_path / "contrast.h5"
+    code, text, err = cli("run", "--estimator", "contrast", "--aug", "hflip,brightness", "--n", "16",
+                          "--n-inner", "2", "--out", out)
+    assert code == 0, err
+    assert ResultsFile(out).attrs()["map_rows"] == ["brightness", "hflip"] or \
+        ResultsFile(out).attrs()["map_rows"] == ["hflip", "brightness"]
+    res = maps(out, "fc")
+    assert res["rank_biserial"].shape == (2, 10) and res["pvalue_by"].shape == (2, 10)
+    assert "hflip" in text and "brightness" in text  # one summary row per treatment

@@ -122,9 +122,9 @@ def _print_summary(console: Any, results: Any, keys: tuple[str, ...]) -> None:
         labels, checkpoints, table = summary_rows(results, key)
         clipped = " clipped to [0, 1]" if key in FRACTION_MAPS else ""
         view = Table(title=f"mean {key}{clipped} per activation (rows: variables, columns: checkpoints)")
-        view.add_column("variable")
+        view.add_column("variable", no_wrap=True, min_width=max(len(label) for label in labels))
         for c in checkpoints:
-            view.add_column(c, justify="right")
+            view.add_column(c, justify="right", overflow="fold")
         for label, row in zip(labels, table):
             view.add_row(label, *(f"{v:.3f}" for v in row))
         console.print(view)

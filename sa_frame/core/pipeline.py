@@ -203,6 +203,8 @@ def base_attrs(run: RunPlan, status: str, blocks_done: int) -> dict[str, Any]:
             "seed": run.config.seed, "estimator": run.config.estimator, "model": run.spec.name,
             "design": run.design.config(), "n_rows": run.design.n_rows, "n_blocks": run.design.n_blocks,
             "blocks_done": blocks_done, "checkpoints": run.checkpoints,
+            # what the leading axis of the index maps means: groups, or (contrast) treatments
+            "map_rows": list(getattr(run.design, "treatment_names", run.problem.group_names)),
             "rows_per_batch": run.rows_per_batch}
 
 

@@ -35,10 +35,16 @@ def group_means(maps: dict[str, Any], key: str, n_groups: int) -> np.ndarray | N
     return np.nanmean(value.reshape(n_groups, -1), axis=1)
 
 
+def map_rows(results: ResultsFile) -> list[str]:
+    """Labels of the index maps' leading axis: the groups, or the treatments of a contrast run."""
+    attrs = results.attrs()
+    return [str(r) for r in attrs["map_rows"]] if "map_rows" in attrs else \
+        [str(g) for g in results.read("variables")["groups"]]
+
+
 def summary_rows(results: ResultsFile, key: str) -> tuple[list[str], list[str], np.ndarray]:
     """(row labels, checkpoint names, means) for one summary map of a results file."""
-    variables = results.read("variables")
-    groups = [str(g) for g in variables["groups"]]
+    groups = map_rows(results)
     maps = results.read("checkpoints")
     checkpoints = [str(c) for c in results.attrs()["checkpoints"]]
     columns = [group_means(maps[c], key, len(groups)) for c in checkpoints]
@@ -86,7 +92,7 @@ def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | Non
     if key not in maps[checkpoint]:
         raise unknown_name("index map", key, maps[checkpoint])
     values = np.asarray(maps[checkpoint][key], dtype=float)
-    groups = [str(g) for g in results.read("variables")["groups"]]
+    groups = map_rows(results)
     if values.ndim < 2 or not 0 <= unit < values.shape[1]:
         raise UsageError(f"unit must lie in 0..{values.shape[1] - 1 if values.ndim >= 2 else 0} for checkpoint "
                          f"{checkpoint!r} (shape {values.shape[1:]})")
@@ -121,7 +127,7 @@ def _save(fig: Any, out: Path) -> None:
 
 def top_units(results: ResultsFile, key: str, k: int = 3) -> list[tuple[str, str, str]]:
     """(checkpoint, group, 'unit (score), ...') for the k most sensitive units per group."""
-    groups = [str(g) for g in results.read("variables")["groups"]]
+    groups = map_rows(results)
     maps = results.read("checkpoints")
     rows = []
     for checkpoint in [str(c) for c in results.attrs()["checkpoints"]]:
