@@ -134,6 +134,14 @@ def test_demo_default_show_and_plot(tmp_path, monkeypatch):
     assert code == 0 and (tmp_path / "results.summary.png").exists()
 
 
+def test_resume_identity_covers_what_changes_the_numbers():
+    from sa_frame.core.config import build_config
+
+    base = build_config({}, {})
+    assert build_config({}, {"quick": True}).identity() != base.identity()  # --quick changes the sizes
+    assert build_config({}, {"quiet": True, "save_every": 3, "out": "x.h5"}).identity() == base.identity()
+
+
 def test_config_file_and_flags(tmp_path):
     install()
     config = tmp_path / "run.yaml"

@@ -36,7 +36,7 @@ DEMO_SIZES: dict[str, dict[str, Any]] = {
     "contrast": {"n": 256, "n_inner": 4},
 }
 # Keys that do not change the numbers (left out of the resume check).
-NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "quick"})
+NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every"})
 
 
 @dataclass
