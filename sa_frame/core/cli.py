@@ -78,6 +78,7 @@ def build_app() -> typer.Typer:
     app.command("run")(commands.run)
     app.command("show")(commands.show)
     app.command("plot")(commands.plot)
+    app.command("analyze")(commands.analyze)
     app.command("plugins")(plugins)
     registry().commands(app)
     return app

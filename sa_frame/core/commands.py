@@ -206,3 +206,72 @@ def plot(results_path: Annotated[Path, typer.Argument(help="a results file")],
         path = unit_figure(results, checkpoint, int(unit), index,
                            out or results_path.with_suffix(f".{checkpoint}.{unit}.png"))
     typer.echo(f"wrote {path}")
+
+
+def analyze(results_path: Annotated[Path, typer.Argument(help="a complete results file")],
+            name: Annotated[str, typer.Argument(help="analysis (see `sa-frame plugins --kind analysis`)")],
+            option: Annotated[list[str] | None, typer.Option("-o", "--option", help="key=value (repeatable); "
+                                                              "--options lists them")] = None,
+            figures: Annotated[bool, typer.Option("--figures/--no-figures", help="write PNG figures next to "
+                                                  "the results file")] = True,
+            list_options: Annotated[bool, typer.Option("--options", help="list the analysis' options and "
+                                                       "exit")] = False,
+            quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar or tables")] = False) -> None:
+    """Run a post-analysis of a results file; its numbers go under /analyses/<name> in the file."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from sa_frame.core.analysis import run_analysis
+    from sa_frame.core.plugins import lookup
+
+    console = Console()
+    if list_options:
+        analysis = lookup("analysis", name)
+        from rich.table import Table
+
+        table = Table(title=f"options of {name}: {analysis.description}")
+        table.add_column("option")
+        table.add_column("default")
+        for f in dataclasses.fields(analysis.Options):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            table.add_row(f.name, repr(default))
+        console.print(table)
+        return
+    err = Console(stderr=True, quiet=quiet)
+    with _analysis_progress(err, quiet) as progress:
+        analysis, outputs, written = run_analysis(results_path, name, option or [], progress,
+                                                  results_path.with_suffix("") if figures else None)
+    if quiet:
+        return
+    analysis.report(outputs, console)
+    console.print(f"stored under /analyses/{analysis.name} in {results_path}"
+                  + "".join(f", {p}" for p in written))
+
+
+class _analysis_progress:
+    """A rich progress bar per long step of an analysis (nothing when quiet)."""
+
+    def __init__(self, console: Any, quiet: bool) -> None:
+        self.console, self.quiet, self.bar = console, quiet, None
+
+    def __enter__(self) -> Any:
+        from sa_frame.core.analysis import no_progress
+
+        if self.quiet:
+            return no_progress
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=self.console)
+        self.bar.start()
+
+        def factory(description: str, total: int):
+            task = self.bar.add_task(description, total=total)
+            return lambda n: self.bar.advance(task, n)
+
+        return factory
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -26,6 +26,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sa_frame.plugins.models",
     "sa_frame.plugins.augmentations",
     "sa_frame.plugins.estimators",
+    "sa_frame.plugins.analyses",
 )
 ALLOWLIST_ENV = "SA_FRAME_LOAD_PLUGINS"
 ENTRY_POINT_GROUP = "sa_frame"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ def _decode(value: Any) -> Any:
 
 # Sections whose float64 arrays are stored as float32: index maps need no more (SPEC B
 # §11.27: float32 storage, float64 accumulation). The resumable state keeps float64 so
-# that a resumed run is exactly an uninterrupted one.
-FLOAT32_SECTIONS = frozenset({"checkpoints", "analyses"})
+# that a resumed run is exactly an uninterrupted one; analyses are small and stay float64.
+FLOAT32_SECTIONS = frozenset({"checkpoints"})
 
 
 def _write_tree(group: h5py.Group, tree: Mapping[str, Any], float32: bool = False) -> None:
@@ -72,7 +73,9 @@ def _read_tree(group: h5py.Group) -> dict[str, Any]:
             out[key] = _read_tree(item)
         else:
             value = item[()]
-            out[key] = value.astype(str) if item.dtype.kind == "O" else value
+            if isinstance(value, bytes):  # a scalar string
+                value = value.decode()
+            out[key] = value.astype(str) if isinstance(value, np.ndarray) and item.dtype.kind == "O" else value
     return out
 
 
@@ -113,6 +116,18 @@ class ResultsFile:
         with self._open() as f:
             return _read_tree(f[section]) if section in f else {}
 
+    def dataset(self, path: str) -> np.ndarray:
+        """One dataset (e.g. ``checkpoints/fc/S1``) without reading the rest of the file."""
+        with self._open() as f:
+            if path not in f or not isinstance(f[path], h5py.Dataset):
+                raise UsageError(f"{self.path} has no dataset {path!r}")
+            return f[path][()]
+
+    def keys(self, group: str) -> list[str]:
+        """Member names of a group (empty when the group is absent)."""
+        with self._open() as f:
+            return list(f[group].keys()) if group in f else []
+
     def state(self) -> dict[str, torch.Tensor]:
         """The saved accumulator state, flat `{"<checkpoint>/<stat>": tensor}`."""
         flat = {}
@@ -144,6 +159,35 @@ class ResultsFile:
             raise UsageError(f"cannot write results file {self.path}: {exc.strerror or exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
+
+    def write_analysis(self, name: str, tree: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
+        """Replace `/analyses/<name>` (small: kept in float64), atomically: the file is copied,
+        the copy changed and renamed over the original, so a crash leaves the old file."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "a") as f:
+                analyses = f.require_group("analyses")
+                if name in analyses:
+                    del analyses[name]
+                group = analyses.create_group(name)
+                _write_tree(group, tree)
+                for key, value in attrs.items():
+                    group.attrs[key] = JSON_PREFIX + json.dumps(value, sort_keys=True) \
+                        if isinstance(value, (dict, list)) else value
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise UsageError(f"cannot write results file {self.path}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def analysis_attrs(self, name: str) -> dict[str, Any]:
+        """Attributes of `/analyses/<name>` (UsageError if that analysis was not run)."""
+        with self._open() as f:
+            if f"analyses/{name}" not in f:
+                raise UsageError(f"{self.path} has no '{name}' analysis; run `sa-frame analyze {self.path} {name}` "
+                                 f"first")
+            return {key: _decode(value) for key, value in f[f"analyses/{name}"].attrs.items()}
 
 
 def state_tree(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
