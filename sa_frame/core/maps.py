@@ -62,8 +62,9 @@ def checkpoints(results: ResultsFile) -> list[str]:
 
 
 def check_checkpoints(results: ResultsFile, names: list[str] | None, conv_only: bool = False) -> list[str]:
-    """Checkpoints to analyse: all (or the convolutional ones), or `names` checked against the file."""
-    available = [c for c in checkpoints(results) if not conv_only or len(activation_shape(results, c)) == 3]
+    """Checkpoints to analyse: all (or the convolutional ones: (C, H, W) maps with H*W > 1), or `names`
+    checked against the file."""
+    available = [c for c in checkpoints(results) if not conv_only or is_spatial(activation_shape(results, c))]
     if not names:
         if not available:
             raise UsageError(f"{results.path} has no {'convolutional ' if conv_only else ''}checkpoints")
@@ -72,6 +73,10 @@ def check_checkpoints(results: ResultsFile, names: list[str] | None, conv_only: 
         if name not in available:
             raise unknown_name("convolutional checkpoint" if conv_only else "checkpoint", name, available)
     return list(names)
+
+
+def is_spatial(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3 and shape[1] * shape[2] > 1
 
 
 def activation_shape(results: ResultsFile, checkpoint: str) -> tuple[int, ...]:

@@ -14,8 +14,11 @@ from sa_frame import hookimpl
 @hookimpl
 def register_analyses(register: Callable[[Any], None]) -> None:
     from sa_frame.plugins.analyses.clustering import ClusteringAnalysis
+    from sa_frame.plugins.analyses.correlation import CorrelationAnalysis, CovCorrelationAnalysis
+    from sa_frame.plugins.analyses.lda import LdaAnalysis
     from sa_frame.plugins.analyses.masking import AccuracyAnalysis, MaskingAnalysis
     from sa_frame.plugins.analyses.single_class import SingleClassAnalysis
 
-    for analysis in (AccuracyAnalysis(), MaskingAnalysis(), ClusteringAnalysis(), SingleClassAnalysis()):
+    for analysis in (AccuracyAnalysis(), MaskingAnalysis(), ClusteringAnalysis(), SingleClassAnalysis(),
+                     CorrelationAnalysis(), CovCorrelationAnalysis(), LdaAnalysis()):
         register(analysis)
