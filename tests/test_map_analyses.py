@@ -157,3 +157,92 @@ def test_lda_equals_a_direct_scikit_learn_loop(demo_runs):
 def test_bad_map_analysis_options(demo_runs, name, args, message):
     code, _, err = cli("analyze", demo_runs["sobol"], name, *args, "--quiet")
     assert code == 2 and message in err, err
+
+
+SEGMENTS = """
+- name: early
+  modules: [features.0, features.1, features.2]
+  units: [0, 3, 5, 7]
+- unit_name: middle            # the research code's keys
+  modules_names: [features.3, features.4, features.5]
+  module_type: sequential
+  neurons: {features.3: {"1": [[erasing, si, 1]], "4": [], "9": []}}
+"""
+
+
+def test_segments_analysis_on_a_demo_run(demo_runs, tmp_path):
+    from sa_frame.plugins.analyses.segments import load_segments, unit_matrices, upper
+
+    definition = tmp_path / "segments.yaml"
+    definition.write_text(SEGMENTS)
+    specs = load_segments(str(definition))
+    assert specs[1].name == "middle" and specs[1].units == [1, 4, 9]
+    code, out, err = cli("analyze", demo_runs["sobol"], "segments", "-o", f"segments={definition}", "-o", "n=8",
+                         "-o", "channels=value,hue", "--no-figures")
+    assert code == 0, err
+    result = ResultsFile(demo_runs["sobol"]).read("analyses")["segments"]
+    assert list(result["channels"]) == ["value", "hue"]
+    s1 = result["maps"]["value"]["middle"]["S1"]
+    assert s1.shape == (8, 3, 32, 32)  # segments see the whole 64x64 image: larger maps than features.5 (16x16)
+    # per-unit matrices use the pixels as observations
+    values = maps.processed("S1", s1)
+    matrices = unit_matrices(values)
+    u = 1
+    direct = _scipy_matrix(values[:, u].reshape(8, -1))
+    np.testing.assert_allclose(np.nan_to_num(matrices[u]), direct, atol=1e-10)
+    units = result["units"]["value"]
+    # Figure 5 (a): Spearman of the strict upper triangles of two segments' mean matrices
+    expected = stats.spearmanr(upper(units["early"]["mean"], False), upper(units["middle"]["mean"], False)).statistic
+    assert result["layers"]["value"]["spearman"][0, 1] == pytest.approx(expected, abs=1e-12)
+    # (b) against the original checkpoints' matrices of the same units, diagonal included
+    original = result["original"]
+    assert str(original["middle"]["checkpoint"]) == "features.5"
+    expected = stats.spearmanr(upper(units["early"]["mean"], True), upper(original["middle"]["mean"], True)).statistic
+    assert result["versus_original"]["value"][0, 1] == pytest.approx(expected, abs=1e-12)
+    full = maps.sensitivity(ResultsFile(demo_runs["sobol"]), "S1", "features.5")[:, [1, 4, 9]]
+    np.testing.assert_allclose(original["middle"]["mean"], summarised_mean(unit_matrices(full)), atol=1e-12)
+
+
+def summarised_mean(matrices):
+    return np.where(np.isnan(matrices), 0.0, matrices).mean(0)
+
+
+def test_segment_equals_the_full_network_slice_on_its_intermediate_input():
+    import torch
+
+    from sa_frame.core.segments import build_segment
+    from sa_frame.plugins.models.demo import DemoModel
+
+    net = DemoModel().build("imagenet")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        intermediate = net.features[:3](x)
+        full = net.features[:6](x)
+        segment = build_segment(net, ["features.3", "features.4", "features.5"], "sequential", [1, 4, 9])
+        torch.testing.assert_close(segment(intermediate), full[:, [1, 4, 9]])
+
+
+def test_segment_channels_are_hsv_of_rgb():
+    import torch
+
+    from sa_frame.plugins.analyses.segments import channel_inputs
+
+    images = torch.rand(2, 3, 5, 5)
+    channels = channel_inputs(images, ["value", "saturation"], 0.0, 1.0)
+    torch.testing.assert_close(channels["value"][:, 0], images.amax(1))
+    low, high = images.amin(1), images.amax(1)
+    torch.testing.assert_close(channels["saturation"][:, 0], (high - low) / high)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- {name: a, modules: [features.0], unitz: [1]}", "unknown key 'unitz' (did you mean 'units'?)"),
+    ("- {name: a}", "needs 'modules'"),
+    ("- {name: a, modules: [features.0], kind: diagonal}", "kind must be one of"),
+    ("[1, 2", "not valid YAML/JSON"),
+    ("- {name: a, modules: [features.0]}\n- {name: a, modules: [features.3]}", "names must be unique"),
+])
+def test_bad_segment_files(demo_runs, tmp_path, text, message):
+    definition = tmp_path / "s.yaml"
+    definition.write_text(text)
+    code, _, err = cli("analyze", demo_runs["sobol"], "segments", "-o", f"segments={definition}", "--quiet")
+    assert code == 2 and message in err, err

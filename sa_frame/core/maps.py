@@ -99,8 +99,12 @@ def shapley_shares(raw: np.ndarray) -> np.ndarray:
 
 def sensitivity(results: ResultsFile, value: str, checkpoint: str) -> np.ndarray:
     """(n_rows, *activation_shape) float64 map of one value type, processed for analysis."""
-    raw = np.asarray(results.dataset(f"checkpoints/{checkpoint}/{VALUE_SOURCES[value]}"), dtype=np.float64)
-    raw = np.nan_to_num(raw, nan=0.0)
+    return processed(value, results.dataset(f"checkpoints/{checkpoint}/{VALUE_SOURCES[value]}"))
+
+
+def processed(value: str, stored: np.ndarray) -> np.ndarray:
+    """A stored map (the VALUE_SOURCES entry of `value`) as analyses use it."""
+    raw = np.nan_to_num(np.asarray(stored, dtype=np.float64), nan=0.0)
     if value == "shapley":
         return shapley_shares(raw)
     if value == "rank_biserial":

@@ -134,8 +134,9 @@ class Runner:
         self.capture = Capture(run.net, run.checkpoints, classifier=classifier,  # type: ignore[arg-type]
                                classifier_output=run.config.classifier_output, copy=False)
 
-    def inputs(self, unit: Tensor, values: Tensor) -> Tensor:
-        """Network inputs for design rows: images chosen by class/partition, augmented, normalised."""
+    def inputs(self, unit: Tensor, values: Tensor, normalize: bool = True) -> Tensor:
+        """Network inputs for design rows: images chosen by class/partition, augmented, normalised
+        (or left in [0, 1] with normalize=False)."""
         run = self.run
         classes, within = self.class_variable.split(unit[:, self.class_col])
         partition = values[:, self.partition_col].long() if self.partition_col is not None \
@@ -149,7 +150,7 @@ class Runner:
         images = run.chain.apply(images, columns)
         if run.config.postprocess == "minmax":
             images = minmax(images)
-        return run.spec.normalize(images)
+        return run.spec.normalize(images) if normalize else images
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-image output shapes of the checkpoints (one forward of one image)."""
@@ -159,20 +160,28 @@ class Runner:
             self.run.net(self.inputs(unit, self.run.problem.values(unit)))
         return cap.shapes()
 
+    def forward(self, unit: Tensor, values: Tensor) -> dict[str, Tensor]:
+        """Checkpoint outputs of the network for design rows (inside `process`)."""
+        self.run.net(self.inputs(unit, values))
+        self.capture.verify()
+        return self.capture.outputs
+
     def process(self, acc: Accumulator, start_block: int, on_block_done: Callable[[int], None],
-                progress: Progress) -> None:
+                progress: Progress, forward: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None) -> None:
+        """Fold design blocks start_block.. into `acc`; `forward` maps rows to activations
+        (default: the network's checkpoints; segment analyses pass their own)."""
         run = self.run
         step = run.rows_per_batch
-        with torch.no_grad(), self.capture as cap:
+        forward = forward or self.forward
+        with torch.no_grad(), self.capture:
             for k in range(start_block, run.design.n_blocks):
                 block = run.design.block(k)
                 values = run.problem.values(block.unit, block.known)
                 for start in range(0, block.n_rows, step):
                     rows = slice(start, min(start + step, block.n_rows))
-                    run.net(self.inputs(block.unit[rows], values[rows]))
-                    cap.verify()
-                    acc.update(block, cap.outputs, rows)
-                    cap.outputs.clear()  # free this batch's activations before the next forward
+                    outputs = forward(block.unit[rows], values[rows])
+                    acc.update(block, outputs, rows)
+                    outputs.clear()  # free this batch's activations before the next forward
                     progress(rows.stop - rows.start)
                 on_block_done(k + 1)
 

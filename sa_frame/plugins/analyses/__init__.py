@@ -17,8 +17,9 @@ def register_analyses(register: Callable[[Any], None]) -> None:
     from sa_frame.plugins.analyses.correlation import CorrelationAnalysis, CovCorrelationAnalysis
     from sa_frame.plugins.analyses.lda import LdaAnalysis
     from sa_frame.plugins.analyses.masking import AccuracyAnalysis, MaskingAnalysis
+    from sa_frame.plugins.analyses.segments import SegmentsAnalysis
     from sa_frame.plugins.analyses.single_class import SingleClassAnalysis
 
     for analysis in (AccuracyAnalysis(), MaskingAnalysis(), ClusteringAnalysis(), SingleClassAnalysis(),
-                     CorrelationAnalysis(), CovCorrelationAnalysis(), LdaAnalysis()):
+                     CorrelationAnalysis(), CovCorrelationAnalysis(), LdaAnalysis(), SegmentsAnalysis()):
         register(analysis)

@@ -52,7 +52,12 @@ def unit_as_observations(values: np.ndarray) -> np.ndarray:
 
 def pixel_averaged(values: np.ndarray, nan_policy: str) -> dict[str, np.ndarray]:
     """Per-pixel Spearman matrices between variables (V, C, P), averaged over pixels (SPEC B §8.2)."""
-    rho = spearman_matrices(values)  # (P, V, V)
+    return summarised(spearman_matrices(values), nan_policy)
+
+
+def summarised(rho: np.ndarray, nan_policy: str) -> dict[str, np.ndarray]:
+    """Mean and std (ddof 1) of (K, V, V) matrices over K; NaN cells count as 0 and are flagged
+    where NaN in any / all of the K matrices."""
     nan = np.isnan(rho)
     flagged = nan.any(axis=0) if nan_policy == "any" else nan.all(axis=0)
     rho = np.where(nan, 0.0, rho)

@@ -1,0 +1,247 @@
+"""Standalone segments fed single H, S or V channels (SPEC B §8.7, paper Figure 5).
+
+Segments (consecutive modules of the run's network, optionally a subset of units) are
+defined in a YAML or JSON file. The run's own design, images and augmentations are
+replayed; each augmented image is converted to HSV (from [0, 1] RGB — the research code
+converted ImageNet-normalised tensors, which puts S and V out of range; sa-frame fixes
+this deliberately), and each channel, standardised with the model's mean/std averaged
+over RGB, is fed to every segment. The run's estimator gives index maps per (channel,
+segment); then, per unit, Spearman matrices between the variables with the PIXELS as
+observations, their mean/std over units, the same for the original maps of the same
+units, their mean |difference|, and the Spearman correlation of these matrices across
+segments (strict upper triangles) and against the original checkpoints (upper triangles
+with the diagonal). NaN cells are kept and flagged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from sa_frame.core import maps
+from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.errors import UsageError, closest, unknown_name
+from sa_frame.core.segments import SEGMENT_KINDS, build_segment
+from sa_frame.core.store import ResultsFile
+from sa_frame.plugins.analyses.correlation import NAN_POLICIES, summarised
+from sa_frame.plugins.analyses.display import heatmap, print_matrix
+from sa_frame.plugins.analyses.spearman import spearman_matrices, spearman_vectors
+
+CHANNELS = ("hue", "saturation", "value")
+SEGMENT_KEYS = ("name", "modules", "kind", "units", "original")
+# the research code's JSON keys (notebook/*_single_units.json) -> ours
+PAPER_KEYS = {"unit_name": "name", "modules_names": "modules", "module_type": "kind", "neurons": "units"}
+
+
+@dataclass
+class SegmentsOptions:
+    segments: str = ""          # YAML/JSON file defining the segments (required)
+    channels: list[str] = field(default_factory=lambda: list(CHANNELS))
+    n: int = 0                  # design size (0: the run's)
+    batch_size: int = 0         # rows per forward (0: the run's)
+    device: str = ""            # default: the run's device
+    value: str = "auto"
+    nan_policy: str = "any"
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    name: str
+    modules: list[str]
+    kind: str = "sequential"
+    units: list[int] | None = None
+    original: str | None = None  # the results file's checkpoint holding the same units
+
+
+def load_segments(path: str) -> list[SegmentSpec]:
+    """Segment definitions from a YAML/JSON list (our keys or the research code's)."""
+    if not path:
+        raise UsageError("the segments analysis needs -o segments=FILE (a YAML or JSON list of segments: "
+                         "name, modules, kind, units, original)")
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"segments file not found: {file}")
+    try:
+        items = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+        raise UsageError(f"{where}: not valid YAML/JSON ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(items, list) or not items:
+        raise UsageError(f"{file}: expected a non-empty list of segments")
+    specs = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UsageError(f"{file}: segment {i} must be a mapping with keys {', '.join(SEGMENT_KEYS)}")
+        item = {PAPER_KEYS.get(k, k): v for k, v in item.items()}
+        for key in item:
+            if key not in SEGMENT_KEYS:
+                near = closest(key, SEGMENT_KEYS)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise UsageError(f"{file}: segment {i}: unknown key {key!r}{hint}; keys: {', '.join(SEGMENT_KEYS)}")
+        if not item.get("modules") or not isinstance(item["modules"], list):
+            raise UsageError(f"{file}: segment {i} needs 'modules', a list of consecutive module names")
+        units = item.get("units")
+        if isinstance(units, dict):  # research code: {module: {unit index: [reasons]}}
+            units = sorted({int(u) for per_module in units.values() for u in per_module})
+        if item.get("kind", "sequential") not in SEGMENT_KINDS:
+            raise UsageError(f"{file}: segment {i}: kind must be one of {', '.join(SEGMENT_KINDS)}")
+        specs.append(SegmentSpec(str(item.get("name") or f"segment{i}"), [str(m) for m in item["modules"]],
+                                 str(item.get("kind", "sequential")),
+                                 [int(u) for u in units] if units is not None else None, item.get("original")))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"{file}: segment names must be unique, got {names}")
+    return specs
+
+
+def channel_inputs(images: Tensor, channels: list[str], mean: float, std: float) -> dict[str, Tensor]:
+    """[0, 1] RGB (B, 3, H, W) -> {channel: (B, 1, H, W)} standardised single HSV channels."""
+    from torchvision.transforms.v2.functional._color import _rgb_to_hsv  # the op the hue augmentation uses
+
+    hsv = _rgb_to_hsv(images)
+    return {c: ((hsv[:, CHANNELS.index(c)] - mean) / std).unsqueeze(1) for c in channels}
+
+
+def unit_matrices(values: np.ndarray) -> np.ndarray:
+    """(V, U, H, W) maps -> (U, V, V) Spearman matrices between variables, pixels as observations."""
+    v, u = values.shape[:2]
+    return spearman_matrices(values.reshape(v, u, -1).transpose(0, 2, 1))
+
+
+def upper(matrix: np.ndarray, diagonal: bool) -> np.ndarray:
+    return matrix[np.triu_indices(matrix.shape[0], 0 if diagonal else 1)]
+
+
+class SegmentsAnalysis(Analysis):
+    name = "segments"
+    description = "standalone segments fed single H/S/V channels, per-unit correlation patterns (SPEC B §8.7)"
+    Options = SegmentsOptions
+
+    def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        specs = load_segments(options.segments)
+        for c in options.channels:
+            if c not in CHANNELS:
+                raise unknown_name("channel", c, CHANNELS)
+        if options.nan_policy not in NAN_POLICIES:
+            raise UsageError(f"nan_policy must be any or all, got {options.nan_policy!r}")
+        value = maps.check_value(results, options.value)
+        segment_maps = self._estimate(results, options, specs, progress)
+        variables = maps.map_rows(results)
+        source = maps.VALUE_SOURCES[value]
+        per_unit: dict[str, dict[str, np.ndarray]] = {c: {} for c in options.channels}
+        out_units: dict[str, Any] = {c: {} for c in options.channels}
+        out_maps: dict[str, Any] = {c: {} for c in options.channels}
+        for c in options.channels:
+            for spec in specs:
+                stats_ = segment_maps[f"{c}/{spec.name}"]
+                out_maps[c][spec.name] = {k: stats_[k] for k in (source, "mean", "var") if k in stats_}
+                values = maps.processed(value, stats_[source])
+                if values.ndim != 4 or values.shape[2] * values.shape[3] < 2:
+                    raise UsageError(f"segment {spec.name!r} outputs {values.shape[1:]}: pixel-wise correlations "
+                                     f"need a spatial map (end the segment before global pooling)")
+                per_unit[c][spec.name] = unit_matrices(values)
+                out_units[c][spec.name] = summarised(per_unit[c][spec.name], options.nan_policy)
+        original = self._original(results, value, specs, options, per_unit)
+        names = [s.name for s in specs]
+        layers, versus = {}, {}
+        for c in options.channels:
+            means = [out_units[c][n]["mean"] for n in names]
+            spearman = np.array([[spearman_vectors(upper(a, False), upper(b, False)) for b in means] for a in means])
+            absdiff = np.array([[np.abs(upper(a, False) - upper(b, False)) for b in means] for a in means])
+            layers[c] = {"spearman": spearman, "absdiff_mean": absdiff.mean(-1), "absdiff_std": absdiff.std(-1),
+                         "nan": np.isnan(spearman)}
+            if original:
+                versus[c] = np.array([[spearman_vectors(upper(a, True), upper(original[o]["mean"], True))
+                                       for o in original] for a in means])
+        return {"segments": np.array(names), "channels": np.array(options.channels), "variables": np.array(variables),
+                "value": value, "maps": out_maps, "units": out_units, "original": original, "layers": layers,
+                "versus_original": versus, "originals": np.array(list(original))}
+
+    def _estimate(self, results: ResultsFile, options: Any, specs: list[SegmentSpec], progress: Progress) \
+            -> dict[str, dict[str, np.ndarray]]:
+        """Run the results file's estimator on the segments' outputs over the run's own design."""
+        from sa_frame.core.config import build_config
+        from sa_frame.core.pipeline import Runner, plan
+
+        stored = {k: v for k, v in results.config().items() if k not in ("resume", "force", "quiet")}
+        config = build_config(stored, {"n": options.n or None, "batch_size": options.batch_size or None,
+                                       "device": options.device or None})
+        run = plan(config)
+        segments = {s.name: build_segment(run.net, s.modules, s.kind, s.units).to(run.device) for s in specs}
+        runner = Runner(run)
+        mean, std = float(np.mean(run.spec.mean)), float(np.mean(run.spec.std))
+
+        def forward(unit: Tensor, values: Tensor) -> dict[str, Tensor]:
+            channels = channel_inputs(runner.inputs(unit, values, normalize=False), options.channels, mean, std)
+            return {f"{c}/{name}": segment(x) for c, x in channels.items() for name, segment in segments.items()}
+
+        with torch.no_grad():
+            block = run.design.block(0)
+            shapes = {k: tuple(v.shape[1:]) for k, v in forward(block.unit[:1], run.problem.values(block.unit[:1]))
+                      .items()}
+        acc = run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
+        runner.process(acc, 0, lambda _k: None, progress("segments: design rows", run.design.n_rows), forward)
+        return acc.finalize()
+
+    @staticmethod
+    def _original(results: ResultsFile, value: str, specs: list[SegmentSpec], options: Any,
+                  per_unit: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+        """The same units' matrices from the results file's maps, and their difference to the segments'."""
+        available = maps.checkpoints(results)
+        out: dict[str, Any] = {}
+        for spec in specs:
+            checkpoint = spec.original or (spec.modules[-1] if spec.modules[-1] in available else None)
+            if checkpoint is None:
+                continue
+            if checkpoint not in available:
+                raise unknown_name(f"checkpoint for segment {spec.name!r} ('original')", checkpoint, available)
+            values = maps.sensitivity(results, value, checkpoint)
+            if values.ndim != 4 or values.shape[2] * values.shape[3] < 2:
+                continue  # 1x1 maps cannot be correlated pixel-wise (the paper leaves avgpool out too)
+            if spec.units is not None:
+                values = values[:, spec.units]
+            matrices = unit_matrices(values)
+            entry = summarised(matrices, options.nan_policy)
+            entry["checkpoint"] = checkpoint
+            for c, per_segment in per_unit.items():
+                if per_segment[spec.name].shape == matrices.shape:
+                    diff = np.abs(np.nan_to_num(per_segment[spec.name]) - np.nan_to_num(matrices))
+                    entry[f"difference_{c}"] = diff.mean(axis=0)
+            out[spec.name] = entry
+        return out
+
+    def report(self, outputs: Mapping[str, Any], console: Any) -> None:
+        names = [str(s) for s in outputs["segments"]]
+        variables = [str(v) for v in outputs["variables"]]
+        for c in outputs["channels"]:
+            c = str(c)
+            first = names[0]
+            print_matrix(console, f"{c}, segment {first}: Spearman between variables per unit (pixels as "
+                         f"observations), mean over units", variables, variables, outputs["units"][c][first]["mean"])
+            print_matrix(console, f"{c}: Spearman between the segments' correlation matrices (strict upper "
+                         f"triangles; nan = undefined, flagged)", names, names, outputs["layers"][c]["spearman"])
+            if c in outputs["versus_original"]:
+                print_matrix(console, f"{c}: segments vs the original checkpoints' matrices (with diagonal)",
+                             names, [str(o) for o in outputs["originals"]], outputs["versus_original"][c])
+        for name, entry in outputs["original"].items():
+            diffs = ", ".join(f"{k.split('_', 1)[1]} {np.mean(v):.3f}" for k, v in entry.items()
+                              if k.startswith("difference_"))
+            console.print(f"{name} vs {entry['checkpoint']}: mean |difference| of per-unit matrices: {diffs}")
+
+    def figures(self, outputs: Mapping[str, Any], prefix: Path) -> list[Path]:
+        names = [str(s) for s in outputs["segments"]]
+        written = []
+        for c in outputs["channels"]:
+            c = str(c)
+            written.append(heatmap(outputs["layers"][c]["spearman"], names, names, "segment", "segment",
+                                   f"{c}: Spearman of correlation matrices (hatched: undefined)",
+                                   prefix.with_suffix(f".segments-{c}.png"), limits=(-1, 1)))
+        return written
