@@ -31,6 +31,7 @@ _LAZY = {
     "Accumulator": "sa_frame.core.contracts",
     "Estimator": "sa_frame.core.contracts",
     "Augmentation": "sa_frame.core.augmentation",
+    "Analysis": "sa_frame.core.analysis",
     "UsageError": "sa_frame.core.errors",
     "registered": "sa_frame.core.plugins",
     "lookup": "sa_frame.core.plugins",

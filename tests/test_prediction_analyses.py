@@ -218,3 +218,42 @@ def test_analyses_need_a_complete_results_file_and_their_inputs(tmp_path):
 def test_mask_config_labels():
     assert MaskConfig("class", "threshold", 1.5, 0.9).label == "class:alpha=1.50,q=0.90"
     assert MaskConfig("class", "invert").label == "class:invert"
+
+
+def test_a_third_party_analysis_runs_through_analyze(shapley_run):
+    """A plugin's analysis gets typed options, its outputs stored under /analyses/<name>."""
+    from dataclasses import dataclass
+
+    import sa_frame
+    from sa_frame import hookimpl
+    from sa_frame.core import maps as analysed_maps
+    from sa_frame.core.plugins import registry
+
+    @dataclass
+    class ThresholdOptions:
+        threshold: float = 0.5
+
+    class SensitiveUnits(sa_frame.Analysis):
+        name = "sensitive-units"
+        description = "share of activations whose top variable's share exceeds a threshold"
+        Options = ThresholdOptions
+
+        def run(self, results, options, progress=None):
+            shares = analysed_maps.sensitivity(results, "shapley", "features.8")
+            return {"share": float((shares.max(axis=0) > options.threshold).mean())}
+
+    class Plugin:
+        @hookimpl
+        def register_analyses(self, register):
+            register(SensitiveUnits())
+
+    registry().add_plugin(Plugin(), provider="third-party")
+    code, out, err = cli("analyze", shapley_run, "sensitive-units", "-o", "threshold=0.25")
+    assert code == 0, err
+    assert "share:" in out  # the default report
+    stored = ResultsFile(shapley_run).read("analyses")["sensitive-units"]
+    expected = (analysed_maps.sensitivity(ResultsFile(shapley_run), "shapley", "features.8").max(0) > 0.25).mean()
+    assert stored["share"] == pytest.approx(expected)
+    assert ResultsFile(shapley_run).analysis_attrs("sensitive-units")["options"] == {"threshold": 0.25}
+    code, out, _ = cli("analyze", shapley_run, "sensitive-units", "--options")
+    assert code == 0 and "threshold" in out
