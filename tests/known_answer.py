@@ -48,6 +48,19 @@ class Ishigami(nn.Module):
         return self.out(y[:, None])
 
 
+class IshigamiWithHoles(Ishigami):
+    """Two outputs: Ishigami, and Ishigami with NaN where x1 > 2.5 (non-finite injection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.both = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x)[:, 0]
+        x1 = x[:, 0, 0, 0].double() * 2 * math.pi - math.pi
+        return self.both(torch.stack([y, torch.where(x1 > 2.5, float("nan"), y)], 1))
+
+
 class IshigamiModel(Model):
     name = "ka-ishigami"
     description = "decodes three pixels and returns the Ishigami function"
@@ -60,6 +73,15 @@ class IshigamiModel(Model):
 
     def build_module(self, pretrained: bool) -> nn.Module:
         return Ishigami()
+
+
+class IshigamiWithHolesModel(IshigamiModel):
+    name = "ka-holes"
+    description = "Ishigami, and a copy with NaN where x1 > 2.5"
+    checkpoints = ["both"]
+
+    def build_module(self, pretrained: bool) -> nn.Module:
+        return IshigamiWithHoles()
 
 
 class KnownAnswerPlugin:
@@ -75,6 +97,7 @@ class KnownAnswerPlugin:
     @hookimpl
     def register_models(self, register):
         register(IshigamiModel())
+        register(IshigamiWithHolesModel())
 
 
 def install() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,8 +19,9 @@ def run(
     = None,
     weights: Annotated[str | None, typer.Option("--weights", help="imagenet, random, or a state-dict file")]
     = None,
-    n: Annotated[int | None, typer.Option("--n", help="design size (Sobol base points, Shapley permutations, "
-                                          "rows, outer samples)")] = None,
+    n: Annotated[int | None, typer.Option("--n", "--size", help="design size: Sobol base points, Shapley "
+                                          "permutations, rows, outer samples (write --size under torchrun, "
+                                          "which takes --n as its own option)")] = None,
     checkpoints: Annotated[str | None, typer.Option("--checkpoints", help="comma-separated module names")] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="rows per forward (rounded to the "
@@ -42,6 +44,8 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished results file")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing results file")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar or tables")] = False,
+    keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
+                                             "complete results file")] = False,
 ) -> None:
     """Run a sensitivity analysis; with no options, the embedded demo (about a minute on 2 CPU cores)."""
     from rich.console import Console
@@ -55,12 +59,24 @@ def run(
                                  players=players, second_order=second_order, scheme=scheme,
                                  classifier_output=classifier_output, postprocess=postprocess,
                                  save_every=save_every, quick=quick or None, resume=resume or None,
-                                 force=force or None, quiet=quiet or None)
+                                 force=force or None, quiet=quiet or None, keep_state=keep_state or None)
     file_values = load_config_file(config) if config else {}
     cfg = build_config(file_values, flags)
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 reports for all
+        cfg.quiet = True
     console = Console(stderr=True, quiet=cfg.quiet)
     with _progress(console, cfg.quiet) as factory:
         run_plan, maps, elapsed = execute(cfg, factory)
+    if maps is None:
+        return
+    from sa_frame.core.pipeline import nonfinite_summary
+
+    bad = nonfinite_summary(maps)
+    if bad:
+        Console(stderr=True, soft_wrap=True).print("[yellow]warning:[/] non-finite outputs were counted and left out of the "
+                                   "statistics: " + "; ".join(f"{c}: {a:,} activations, {v:,} values"
+                                                             for c, (a, v) in bad.items())
+                                   + " (maps 'nonfinite' per activation)")
     if cfg.quiet:
         return
     from sa_frame.core.report import summary_figure

@@ -36,7 +36,7 @@ DEMO_SIZES: dict[str, dict[str, Any]] = {
     "contrast": {"n": 256, "n_inner": 4},
 }
 # Keys that do not change the numbers (left out of the resume check).
-NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every"})
+NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "keep_state"})
 
 
 @dataclass
@@ -64,6 +64,7 @@ class RunConfig:
     resume: bool = False
     force: bool = False
     quiet: bool = False
+    keep_state: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:

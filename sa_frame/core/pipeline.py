@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from sa_frame.core.chain import AugmentationChain, resolve_augmentations
 from sa_frame.core.config import RunConfig, estimator_sizes
 from sa_frame.core.contracts import Accumulator, Design, Estimator
 from sa_frame.core.data import ImageSource, open_source
+from sa_frame.core.distributed import join, leave, local_device, merged_on_main
 from sa_frame.core.errors import UsageError
 from sa_frame.core.model import Model
 from sa_frame.core.plugins import lookup, registered, registry
@@ -98,7 +99,7 @@ def plan(config: RunConfig) -> RunPlan:
     spec = lookup("model", config.model)
     estimator = lookup("estimator", config.estimator)
     augmentations = resolve_augmentations(config.aug)
-    device = resolve_device(config.device)
+    device = local_device(resolve_device(config.device))
     source = open_source(config.data, tuple(spec.input_size))
     scheme = config.scheme or (2 if config.estimator in SWITCHED_ESTIMATORS else 1)
     chain = AugmentationChain(augmentations, scheme=scheme, permute=config.estimator != "contrast")
@@ -166,15 +167,16 @@ class Runner:
         self.capture.verify()
         return self.capture.outputs
 
-    def process(self, acc: Accumulator, start_block: int, on_block_done: Callable[[int], None],
+    def process(self, acc: Accumulator, blocks: Iterable[int], on_block_done: Callable[[int], None],
                 progress: Progress, forward: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None) -> None:
-        """Fold design blocks start_block.. into `acc`; `forward` maps rows to activations
-        (default: the network's checkpoints; segment analyses pass their own)."""
+        """Fold design `blocks` into `acc`; after each, `on_block_done(number of blocks done here)`.
+        `forward` maps rows to activations (default: the network's checkpoints; segment analyses
+        pass their own)."""
         run = self.run
         step = run.rows_per_batch
         forward = forward or self.forward
         with torch.no_grad(), self.capture:
-            for k in range(start_block, run.design.n_blocks):
+            for done, k in enumerate(blocks, 1):
                 block = run.design.block(k)
                 values = run.problem.values(block.unit, block.known)
                 for start in range(0, block.n_rows, step):
@@ -183,7 +185,7 @@ class Runner:
                     acc.update(block, outputs, rows)
                     outputs.clear()  # free this batch's activations before the next forward
                     progress(rows.stop - rows.start)
-                on_block_done(k + 1)
+                on_block_done(done)
 
 
 def versions() -> dict[str, str]:
@@ -225,53 +227,97 @@ def check_existing(results: ResultsFile, config: RunConfig) -> int:
         return 0
     if config.force:
         return 0
-    status = results.status()
+    try:
+        attrs = results.attrs()
+    except UsageError as exc:
+        raise UsageError(f"{exc}; the file may be truncated or damaged: use --force to start over "
+                         f"(or --out for another file)") from None
+    status = attrs.get("status")
     if status == COMPLETE:
         raise UsageError(f"{results.path} already holds a complete run; use --force to overwrite it or --out "
                          f"for another file")
     if not config.resume:
         raise UsageError(f"{results.path} holds an unfinished run; use --resume to continue it or --force to "
                          f"start over")
-    stored = results.attrs()["identity"]
+    stored = attrs["identity"]
     new = config.identity()
     differing = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
     if differing:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in differing)
         raise UsageError(f"cannot resume {results.path} with another configuration ({detail})")
-    return int(results.attrs()["blocks_done"])
+    return int(attrs["blocks_done"])
 
 
 def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] | None = None) \
-        -> tuple[RunPlan, dict[str, dict[str, np.ndarray]], float]:
-    """Run (or resume) a configuration; returns the plan, the index maps and the wall time."""
+        -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
+    """Run (or resume) a configuration, alone or as one of torchrun's processes; returns the plan,
+    the index maps (None on ranks other than 0) and the wall time."""
     results = ResultsFile(config.out)
     start_block = check_existing(results, config)
+    world = join(resolve_device(config.device))
     run = plan(config)
+    if world.size > 1 and getattr(run.design, "mode", None) == "binned":
+        raise UsageError("contrast in binned mode cannot be split across processes (its bins come from the first "
+                         "block each process sees); use mode exact or a single process")
     runner = Runner(run)
     shapes = runner.shapes()
-    acc = run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
+
+    def fresh() -> Accumulator:
+        return run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
+
+    acc = fresh()
     variables = variables_section(run)
-    if start_block:
+    if start_block and world.is_main:  # the saved state covers blocks [0, start_block): one copy of it
         try:
-            acc.load_state(results.state())
-        except (KeyError, ValueError, RuntimeError) as exc:
+            state = results.state()
+            if not any("/" in key for key in state):
+                raise ValueError("no accumulator state was saved")
+            acc.load_state(state)
+        except (KeyError, ValueError, RuntimeError, OSError, UsageError) as exc:
             raise UsageError(f"{results.path}: the saved state cannot be resumed ({exc}); use --force to start "
                              f"over") from None
-    else:
+    elif world.is_main:
         results.write(base_attrs(run, RUNNING, 0), {"variables": variables})
+    world.barrier()
     started = time.perf_counter()
+    n_blocks = run.design.n_blocks
+    rounds_per_save = max(1, config.save_every // world.size)
 
-    def save(blocks_done: int) -> None:
-        if blocks_done % config.save_every == 0 and blocks_done < run.design.n_blocks:
-            results.write(base_attrs(run, RUNNING, blocks_done),
-                          {"variables": variables, "state": state_tree(acc.state())})
+    def save(rounds_done: int) -> None:
+        # every rank has finished `rounds_done` rounds of W blocks: the merged state is a prefix
+        prefix = start_block + rounds_done * world.size
+        if rounds_done % rounds_per_save == 0 and prefix < n_blocks:
+            merged = merged_on_main(world, acc, fresh)
+            if merged is not None:
+                results.write(base_attrs(run, RUNNING, prefix), {"variables": variables,
+                                                                 "state": state_tree(merged.state())})
 
-    rows_done = start_block * (run.design.n_rows // run.design.n_blocks)
-    progress = progress_factory(run.design.n_rows, rows_done) if progress_factory else (lambda n: None)
-    runner.process(acc, start_block, save, progress)
-    maps = acc.finalize()
+    rows_per_block = run.design.n_rows // n_blocks
+    progress = progress_factory(run.design.n_rows, start_block * rows_per_block) \
+        if progress_factory and world.is_main else (lambda n: None)
+    runner.process(acc, world.blocks(start_block, n_blocks), save,
+                   (lambda n: progress(n * world.size)) if world.size > 1 else progress)
+    merged = merged_on_main(world, acc, fresh)
     elapsed = time.perf_counter() - started
-    attrs = base_attrs(run, COMPLETE, run.design.n_blocks) | {"elapsed_s": elapsed}
-    results.write(attrs, {"variables": variables, "checkpoints": maps})
+    if merged is None:
+        leave(world)
+        return run, None, elapsed
+    maps = merged.finalize()
+    attrs = base_attrs(run, COMPLETE, n_blocks) | {"elapsed_s": elapsed, "processes": world.size,
+                                                   "nonfinite_values": nonfinite_summary(maps)}
+    sections = {"variables": variables, "checkpoints": maps}
+    if config.keep_state:  # float64 sums: to check exactness, or to merge with other runs later
+        sections["state"] = state_tree(merged.state())
+    results.write(attrs, sections)
+    leave(world)
     return run, maps, elapsed
 
+
+def nonfinite_summary(maps: dict[str, dict[str, np.ndarray]]) -> dict[str, list[int]]:
+    """{checkpoint: [activations with non-finite outputs, non-finite values]} where there were any."""
+    out = {}
+    for name, stats in maps.items():
+        counts = stats.get("nonfinite")
+        if counts is not None and np.any(counts > 0):
+            out[name] = [int(np.count_nonzero(counts)), int(np.sum(counts))]
+    return out

@@ -188,7 +188,8 @@ class SegmentsAnalysis(Analysis):
             shapes = {k: tuple(v.shape[1:]) for k, v in forward(block.unit[:1], run.problem.values(block.unit[:1]))
                       .items()}
         acc = run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
-        runner.process(acc, 0, lambda _k: None, progress("segments: design rows", run.design.n_rows), forward)
+        runner.process(acc, range(run.design.n_blocks), lambda _k: None,
+                       progress("segments: design rows", run.design.n_rows), forward)
         return acc.finalize()
 
     @staticmethod
