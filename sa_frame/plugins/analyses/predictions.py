@@ -11,6 +11,7 @@ resumed store equals an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -217,7 +218,7 @@ def compute_predictions(replay: Replay, store: PredictionStore, masks: Mapping[s
     factors = mask_factors({c: {v: m.to(replay.device) for v, m in per.items()} for c, per in masks.items()},
                            configs) if masks else {}
     masking = StackedMasking(replay.net, factors) if factors else None
-    with torch.no_grad(), (masking or _null()):
+    with torch.no_grad(), (masking or contextlib.nullcontext()):
         for b, start in enumerate(range(0, n_images, batch_size)):
             rows = slice(start, min(start + batch_size, n_images))
             if store.done(b):
@@ -235,14 +236,6 @@ def compute_predictions(replay: Replay, store: PredictionStore, masks: Mapping[s
                         {k: np.stack(v) for k, v in proba.items()})
             progress(rows.stop - rows.start)
     return n_images
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def accuracies(parts: Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
