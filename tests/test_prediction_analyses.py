@@ -15,7 +15,7 @@ from sa_frame.core.replay import Replay
 from sa_frame.core.store import ResultsFile
 from sa_frame.plugins.analyses.clustering import average_linkage, signature_distances
 from sa_frame.plugins.analyses.masking import signature_pattern
-from sa_frame.plugins.analyses.predictions import (MaskConfig, StackedMasking, _intersections, mask_configs,
+from sa_frame.plugins.analyses.predictions import (MaskConfig, StackedMasking, intersections, mask_configs,
                                                    mask_factors)
 from sa_frame.plugins.analyses.single_class import jaccard, sensitive_classes
 from tests.test_run import cli
@@ -167,7 +167,7 @@ def test_sensitive_classes_and_jaccard():
     assert jaccard({1, 2}, {3, 4}) == 0.0
     assert jaccard({1, 2, 3}, {2, 3, 4}) == pytest.approx(0.5)
     predictions = np.array([[[1, 3, 0], [5, 6, 7]]])  # (1, 2 images, n = 3)
-    inter = _intersections(predictions, np.array([[1, 3, 0], [7, 8, 9]]))
+    inter = intersections(predictions, np.array([[1, 3, 0], [7, 8, 9]]))
     np.testing.assert_array_equal(inter, [[[3, 0], [0, 1]]])
 
 
@@ -195,6 +195,8 @@ def test_clustering_equals_scipy_average_linkage():
     (["masking", "-o", "checkpoints=fc"], "unknown convolutional checkpoint 'fc'"),
     (["masking", "-o", "quantiles=1.5", "-o", "per_class=1"], "quantiles must lie in [0, 1]"),
     (["maskin"], "did you mean 'masking'"),
+    (["accuracy", "-o", "partition=test"], "unknown partition 'test'"),
+    (["single-class", "-o", "k=7", "-o", "predictions=."], "is not a prediction store"),
 ])
 def test_bad_analysis_input_is_one_line_and_exit_2(shapley_run, args, message):
     code, _, err = cli("analyze", shapley_run, *args, "--quiet")

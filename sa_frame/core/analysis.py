@@ -51,7 +51,8 @@ class Analysis(ABC):
             console.print(f"{key}: {value if not shape else f'array {shape}'}")
 
     def figures(self, outputs: Mapping[str, Any], prefix: Path) -> list[Path]:
-        """Write PNG figures named `<prefix>.<what>.png`; the paths written (default: none)."""
+        """Write PNG figures at `prefix.with_suffix(".<what>.png")` (prefix: the results file, so
+        results.h5 -> results.<what>.png); the paths written (default: none)."""
         return []
 
 

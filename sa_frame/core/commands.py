@@ -73,10 +73,10 @@ def run(
 
     bad = nonfinite_summary(maps)
     if bad:
-        Console(stderr=True, soft_wrap=True).print("[yellow]warning:[/] non-finite outputs were counted and left out of the "
-                                   "statistics: " + "; ".join(f"{c}: {a:,} activations, {v:,} values"
-                                                             for c, (a, v) in bad.items())
-                                   + " (maps 'nonfinite' per activation)")
+        counts = "; ".join(f"{c}: {a:,} activations, {v:,} values" for c, (a, v) in bad.items())
+        Console(stderr=True, soft_wrap=True).print(
+            f"[yellow]warning:[/] non-finite outputs were counted and left out of the statistics: {counts} "
+            f"(maps 'nonfinite' per activation)")
     if cfg.quiet:
         return
     from sa_frame.core.report import summary_figure
@@ -257,7 +257,7 @@ def analyze(results_path: Annotated[Path, typer.Argument(help="a complete result
     err = Console(stderr=True, quiet=quiet)
     with _analysis_progress(err, quiet) as progress:
         analysis, outputs, written = run_analysis(results_path, name, option or [], progress,
-                                                  results_path.with_suffix("") if figures else None)
+                                                  results_path if figures else None)
     if quiet:
         return
     analysis.report(outputs, console)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -161,15 +160,20 @@ class ResultsFile:
             tmp.unlink(missing_ok=True)
 
     def write_analysis(self, name: str, tree: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-        """Replace `/analyses/<name>` (small: kept in float64), atomically: the file is copied,
-        the copy changed and renamed over the original, so a crash leaves the old file."""
+        """Replace `/analyses/<name>` (small: kept in float64), atomically: everything else is
+        copied into a new file that is renamed over the original (a crash leaves the old file;
+        a replaced analysis leaves no dead space behind, unlike deleting it in place)."""
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "a") as f:
-                analyses = f.require_group("analyses")
-                if name in analyses:
-                    del analyses[name]
+            with self._open() as src, h5py.File(tmp, "w") as dst:
+                dst.attrs.update(src.attrs)
+                for key in src:
+                    if key != "analyses":
+                        src.copy(src[key], dst, name=key)
+                analyses = dst.create_group("analyses")
+                for other in src.get("analyses", {}):
+                    if other != name:
+                        src.copy(src[f"analyses/{other}"], analyses, name=other)
                 group = analyses.create_group(name)
                 _write_tree(group, tree)
                 for key, value in attrs.items():

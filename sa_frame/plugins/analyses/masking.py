@@ -77,22 +77,19 @@ class AccuracyAnalysis(Analysis):
                 checkpoints: list[str]) -> tuple[Replay, PredictionStore, dict[str, np.ndarray], int, float]:
         _check(options)
         replay = Replay.from_results(results, options.device or None)
-        if options.partition:
-            replay.evaluation_images(1, options.partition)  # validates the name
         configs = mask_configs(variables, getattr(options, "alphas", ()), getattr(options, "quantiles", ()))
         identity = StoreIdentity(str(results.path.resolve()), tuple(c.label for c in configs), tuple(checkpoints),
-                                 value, options.per_class, options.n_inner, options.seed, options.top_n,
-                                 options.batch_size)
-        store = PredictionStore(store_folder(results, self.name, options.predictions)).prepare(identity, options.force)
-        classes = replay.evaluation_images(options.per_class, options.partition or None)[0]
-        n_images = classes.numel()
+                                 value, options.per_class, options.partition, options.n_inner, options.seed,
+                                 options.top_n, options.batch_size)
+        n_images = replay.evaluation_images(options.per_class, options.partition or None)[0].numel()
         if n_images == 0:
             raise UsageError("no evaluation images: the chosen partition is empty")
+        store = PredictionStore(store_folder(results, self.name, options.predictions)).prepare(identity, options.force)
         advance = progress(f"{self.name}: images", n_images)
         started = time.perf_counter()
         max_rows = getattr(options, "max_rows", 0) or (1024 if replay.device.type == "cuda" else 64)
-        compute_predictions(replay, store, masks, configs, options.per_class, options.n_inner, options.batch_size,
-                            max_rows, options.top_n, options.seed, advance)
+        compute_predictions(replay, store, masks, configs, options.per_class, options.partition or None,
+                            options.n_inner, options.batch_size, max_rows, options.top_n, options.seed, advance)
         elapsed = time.perf_counter() - started
         return replay, store, accuracies(store.parts()), n_images, elapsed
 

@@ -129,6 +129,7 @@ class StoreIdentity:
     checkpoints: tuple[str, ...]
     value: str
     per_class: int
+    partition: str
     n_inner: int
     seed: int
     top_n: int
@@ -210,10 +211,10 @@ def predict_batch(replay: Replay, masking: StackedMasking | None, images: Tensor
 
 
 def compute_predictions(replay: Replay, store: PredictionStore, masks: Mapping[str, Mapping[str, Tensor]],
-                        configs: Sequence[MaskConfig], per_class: int, n_inner: int, batch_size: int,
-                        max_rows: int, top_n: int, seed: int, progress: Callable[[int], None]) -> int:
+                        configs: Sequence[MaskConfig], per_class: int, partition_name: str | None, n_inner: int,
+                        batch_size: int, max_rows: int, top_n: int, seed: int, progress: Callable[[int], None]) -> int:
     """Fill the store batch by batch (skipping stored batches); returns the number of images."""
-    classes, index, partition = replay.evaluation_images(per_class)
+    classes, index, partition = replay.evaluation_images(per_class, partition_name)
     n_images = classes.numel()
     factors = mask_factors({c: {v: m.to(replay.device) for v, m in per.items()} for c, per in masks.items()},
                            configs) if masks else {}
@@ -255,20 +256,22 @@ def accuracies(parts: Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]) -> dic
 
 def jaccard_sums(parts: Iterator[tuple[np.ndarray, dict[str, np.ndarray]]], sensitive: np.ndarray) \
         -> dict[str, np.ndarray]:
-    """{input key: (K, n_sets) mean Jaccard index between each sensitive set and the top-n predictions},
-    averaged over images per draw, then over draws."""
+    """{input key: (K, n_sets) mean Jaccard index between each sensitive set (n_sets, k) and the top-k
+    predictions}, averaged over images per draw, then over draws."""
     sums: dict[str, np.ndarray] = {}
     n = 0
     k = sensitive.shape[1]
     for labels, tops in parts:
         n += labels.shape[0]
         for key, top in tops.items():  # (draws, K, B, n)
-            inter = _intersections(top, sensitive)
-            union = k + top.shape[-1] - inter
+            if top.shape[-1] < k:
+                raise UsageError(f"the prediction store keeps the top {top.shape[-1]} classes; k must not exceed it")
+            inter = intersections(top[..., :k], sensitive)
+            union = 2 * k - inter
             sums[key] = sums.get(key, 0) + (inter / union).sum(axis=2)  # (draws, K, sets)
     return {key: (s / n).mean(axis=0) for key, s in sums.items()}
 
 
-def _intersections(top: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
+def intersections(top: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
     """|S_s ∩ P| for every prediction P (..., n) and set S_s (sets, k): shape (..., sets)."""
     return (top[..., None, :, None] == sensitive[:, None, :]).any(-1).sum(-1)

@@ -74,9 +74,7 @@ class SingleClassAnalysis(Analysis):
                                "values": top_values}
         store = self._store(results, options)
         if store is not None:
-            sensitive = top_classes[:, :options.k] if options.k <= options.top else \
-                sensitive_classes(values, options.k)[0]
-            out["jaccard"] = self._jaccard(store, sensitive, augs)
+            out["jaccard"] = self._jaccard(store, sensitive_classes(values, options.k)[0], augs)
         return out
 
     def _store(self, results: ResultsFile, options: Any) -> PredictionStore | None:
@@ -84,7 +82,8 @@ class SingleClassAnalysis(Analysis):
             return PredictionStore(Path(options.predictions))
         for source in ("masking", "accuracy"):
             if source in results.keys("analyses"):
-                return PredictionStore(Path(str(results.read("analyses")[source]["store"])))
+                stored = results.dataset(f"analyses/{source}/store")
+                return PredictionStore(Path(stored.decode() if isinstance(stored, bytes) else str(stored)))
         return None
 
     @staticmethod
