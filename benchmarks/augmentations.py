@@ -10,27 +10,13 @@ no_grad; best of `--repeats`, all measured in this one run. On CUDA too when pre
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torchvision
 
 from sa_frame import Problem
 from sa_frame.core.chain import AugmentationChain, resolve_augmentations
-
-
-def best_time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def chain_inputs(spec: str, batch: int, device: torch.device):

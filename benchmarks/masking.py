@@ -11,27 +11,13 @@ Prints images/s of both and their ratio, measured in this one run (best of --rep
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from sa_frame.core.capture import Capture, Masking
 from sa_frame.core.plugins import lookup
 from sa_frame.plugins.analyses.predictions import StackedMasking, mask_configs, mask_factors
-
-
-def best(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def main() -> None:
@@ -72,8 +58,8 @@ def main() -> None:
                 with Masking(net, {n: masks[n][c.variable] for n in convs}, c.mode, c.alpha, c.q):
                     net(x)
 
-    t_stacked = best(stacked, args.repeats, device)
-    t_single = best(one_by_one, args.repeats, device)
+    t_stacked = best_time(stacked, args.repeats, device)
+    t_single = best_time(one_by_one, args.repeats, device)
     print(f"{args.model} on {device}, batch {args.batch}, {len(configs)} configurations on {len(convs)} checkpoints")
     print(f"  stacked (max {args.max_rows} rows/forward): {args.batch / t_stacked:8.2f} images/s "
           f"({args.batch * len(configs) / t_stacked:,.0f} masked evaluations/s)")

@@ -4,12 +4,14 @@ results files are refused, non-finite activations are counted and left out."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -29,6 +31,37 @@ def torchrun(out, *extra, processes=2):
             "-m", "tests.known_answer", "run", *KA, "--out", str(out), "--quiet", "--keep-state", *extra]
     return subprocess.Popen(args, env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
+
+
+def kill_tree(proc):
+    """SIGKILL a process and all its descendants (torchrun starts each worker in its own session,
+    so killing torchrun's process group alone leaves the workers running)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    doomed, queue = [], [proc.pid]
+    while queue:
+        pid = queue.pop()
+        doomed.append(pid)
+        queue.extend(children.get(pid, []))
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10  # SIGKILL is asynchronous: wait until every process is gone or a zombie
+    while time.time() < deadline and any(_running(pid) for pid in doomed):
+        time.sleep(0.01)
+
+
+def _running(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def assert_same_run(path, reference, rtol=1e-10):
@@ -72,8 +105,7 @@ def test_two_processes_killed_then_resumed_by_one(single, tmp_path):
     deadline = time.time() + 240
     while _blocks_done(out)[0] < target and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
-    proc.wait()
+    kill_tree(proc)  # a crash of the whole machine: torchrun and both workers (in their own sessions)
     done, status = _blocks_done(out)
     assert status == "running" and 0 < done < 64 and done % 2 == 0, (done, status)  # a prefix of whole rounds
     install()
@@ -140,3 +172,22 @@ def test_binned_contrast_is_not_split_across_processes(monkeypatch):
     with pytest.raises(UsageError, match="binned mode cannot be split"):
         execute(config)
     assert torch.distributed.is_available()
+
+
+def test_one_writer_per_results_file(tmp_path):
+    """A second run on a file another live process is writing is refused; a stale lock is taken over."""
+    import socket
+
+    install()
+    out = tmp_path / "locked.h5"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "locked.h5.lock").write_text(f"{socket.gethostname()} {sleeper.pid}")
+        code, _, err = cli("run", *KA, "--n", "64", "--out", out, "--quiet")
+        assert code == 2 and f"pid {sleeper.pid}) is writing" in err and not out.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    code, _, err = cli("run", *KA, "--n", "64", "--out", out, "--quiet")  # the lock's process is gone
+    assert code == 0, err
+    assert not (tmp_path / "locked.h5.lock").exists()

@@ -76,8 +76,17 @@ def parse_options(analysis: Analysis, pairs: Sequence[str]) -> Any:
     return analysis.Options(**values)
 
 
+def option_defaults(options_type: type) -> dict[str, Any]:
+    """{option: default value} of an analysis' Options dataclass."""
+    return {f.name: _default(f) for f in dataclasses.fields(options_type)}
+
+
+def _default(field: dataclasses.Field) -> Any:
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+
+
 def _coerce(analysis: str, key: str, value: Any, field: dataclasses.Field) -> Any:
-    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    default = _default(field)
     where = f"option {key!r} of analysis {analysis!r}"
     if isinstance(default, bool):
         if not isinstance(value, bool):

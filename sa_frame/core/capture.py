@@ -39,7 +39,18 @@ def resolve_modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modu
     return out
 
 
-class Capture:
+class ForwardHooks:
+    """Base of the hook context managers: handles registered in `__enter__` are removed on exit."""
+
+    _handles: list[RemovableHandle]
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class Capture(ForwardHooks):
     """Record the outputs of `checkpoints` during forward passes (context manager).
 
     >>> with Capture(net, ["layer1", "fc"], classifier="fc") as cap:
@@ -87,10 +98,6 @@ class Capture:
             raise UsageError(f"checkpoint output(s) {changed} were modified in place by a later module "
                              f"(e.g. ReLU(inplace=True)); choose the module after it as checkpoint")
 
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-image output shape of every recorded checkpoint."""
@@ -112,7 +119,7 @@ def mask_factor(mask: Tensor, mode: str, alpha: float = 0.0, q: float = 0.5) -> 
     raise UsageError(f"masking mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
 
 
-class Masking:
+class Masking(ForwardHooks):
     """Multiply the outputs of several checkpoints by masks (context manager).
 
     `masks` maps module names to tensors shaped like one image's output of that module
@@ -138,8 +145,3 @@ class Masking:
 
             self._handles.append(module.register_forward_hook(hook))
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()

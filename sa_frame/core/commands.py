@@ -65,8 +65,9 @@ def run(
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 reports for all
         cfg.quiet = True
     console = Console(stderr=True, quiet=cfg.quiet)
-    with _progress(console, cfg.quiet) as factory:
-        run_plan, maps, elapsed = execute(cfg, factory)
+    with _ProgressBars(console, cfg.quiet) as bars:
+        run_plan, maps, elapsed = execute(cfg, None if cfg.quiet else
+                                          lambda total, done: bars.task("sensitivity rows", total, done))
     if maps is None:
         return
     from sa_frame.core.pipeline import nonfinite_summary
@@ -102,27 +103,31 @@ def TransferSpeedlessRate() -> Any:  # noqa: N802 - a rich column factory
     return RowsPerSecond()
 
 
-class _progress:
-    """A rich progress bar with rows/s and ETA (nothing when quiet)."""
+class _ProgressBars:
+    """Rich progress bars (with a rate column and ETA), one per long step; nothing when quiet.
 
-    def __init__(self, console: Any, quiet: bool) -> None:
-        self.console, self.quiet, self.bar = console, quiet, None
+    `bars.task(description, total, completed)` adds a bar and returns its advance(n) function.
+    """
 
-    def __enter__(self) -> Any:
-        if self.quiet:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def __init__(self, console: Any, quiet: bool, rate: bool = True) -> None:
+        self.console, self.quiet, self.rate, self.bar = console, quiet, rate, None
 
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TransferSpeedlessRate(), TimeRemainingColumn(),
-                            console=self.console, transient=False)
-        self.bar.start()
+    def __enter__(self) -> _ProgressBars:
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        def factory(total: int, done: int):
-            task = self.bar.add_task("sensitivity rows", total=total, completed=done)
-            return lambda rows: self.bar.advance(task, rows)
+            columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       *([TransferSpeedlessRate()] if self.rate else []), TimeRemainingColumn()]
+            self.bar = Progress(*columns, console=self.console, transient=False)
+            self.bar.start()
+        return self
 
-        return factory
+    def task(self, description: str, total: int, completed: int = 0) -> Any:
+        if self.bar is None:
+            return lambda _n: None
+        bar = self.bar
+        task = bar.add_task(description, total=total, completed=completed)
+        return lambda n: bar.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -234,11 +239,9 @@ def analyze(results_path: Annotated[Path, typer.Argument(help="a complete result
                                                        "exit")] = False,
             quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar or tables")] = False) -> None:
     """Run a post-analysis of a results file; its numbers go under /analyses/<name> in the file."""
-    import dataclasses
-
     from rich.console import Console
 
-    from sa_frame.core.analysis import run_analysis
+    from sa_frame.core.analysis import option_defaults, run_analysis
     from sa_frame.core.plugins import lookup
 
     console = Console()
@@ -249,45 +252,16 @@ def analyze(results_path: Annotated[Path, typer.Argument(help="a complete result
         table = Table(title=f"options of {name}: {analysis.description}")
         table.add_column("option")
         table.add_column("default")
-        for f in dataclasses.fields(analysis.Options):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            table.add_row(f.name, repr(default))
+        for option, default in option_defaults(analysis.Options).items():
+            table.add_row(option, repr(default))
         console.print(table)
         return
     err = Console(stderr=True, quiet=quiet)
-    with _analysis_progress(err, quiet) as progress:
-        analysis, outputs, written = run_analysis(results_path, name, option or [], progress,
+    with _ProgressBars(err, quiet, rate=False) as bars:
+        analysis, outputs, written = run_analysis(results_path, name, option or [], bars.task,
                                                   results_path if figures else None)
     if quiet:
         return
     analysis.report(outputs, console)
     console.print(f"stored under /analyses/{analysis.name} in {results_path}"
                   + "".join(f", {p}" for p in written))
-
-
-class _analysis_progress:
-    """A rich progress bar per long step of an analysis (nothing when quiet)."""
-
-    def __init__(self, console: Any, quiet: bool) -> None:
-        self.console, self.quiet, self.bar = console, quiet, None
-
-    def __enter__(self) -> Any:
-        from sa_frame.core.analysis import no_progress
-
-        if self.quiet:
-            return no_progress
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=self.console)
-        self.bar.start()
-
-        def factory(description: str, total: int):
-            task = self.bar.add_task(description, total=total)
-            return lambda n: self.bar.advance(task, n)
-
-        return factory
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

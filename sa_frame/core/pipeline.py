@@ -25,8 +25,9 @@ from sa_frame.core.chain import AugmentationChain, resolve_augmentations
 from sa_frame.core.config import RunConfig, estimator_sizes
 from sa_frame.core.contracts import Accumulator, Design, Estimator
 from sa_frame.core.data import ImageSource, open_source
-from sa_frame.core.distributed import join, leave, local_device, merged_on_main
+from sa_frame.core.distributed import World, join, leave, local_device, merged_on_main
 from sa_frame.core.errors import UsageError
+from sa_frame.core.lock import WriterLock
 from sa_frame.core.model import Model
 from sa_frame.core.plugins import lookup, registered, registry
 from sa_frame.core.problem import Problem
@@ -255,6 +256,13 @@ def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] 
     results = ResultsFile(config.out)
     start_block = check_existing(results, config)
     world = join(resolve_device(config.device))
+    with WriterLock(config.out) if world.is_main else contextlib.nullcontext():
+        return _execute(config, results, start_block, world, progress_factory)
+
+
+def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: World,
+             progress_factory: Callable[[int, int], Progress] | None) \
+        -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
     run = plan(config)
     if world.size > 1 and getattr(run.design, "mode", None) == "binned":
         raise UsageError("contrast in binned mode cannot be split across processes (its bins come from the first "

@@ -71,7 +71,7 @@ def summary_figure(results: ResultsFile, keys: tuple[str, ...], out: Path) -> Pa
     attrs = results.attrs()
     fig.suptitle(f"{attrs['model']} - {attrs['estimator']} - {results.path.name}")
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
     return out
 
 
@@ -110,11 +110,12 @@ def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | Non
         ax.bar(groups, per_unit.reshape(len(groups), -1).mean(axis=1))
         ax.tick_params(axis="x", rotation=45)
     fig.suptitle(f"{checkpoint}, unit {unit}: {key}")
-    _save(fig, out)
+    save_figure(fig, out)
     return out
 
 
-def _save(fig: Any, out: Path) -> None:
+def save_figure(fig: Any, out: Path) -> Path:
+    """Write a matplotlib figure as PNG and close it (UsageError naming an unwritable path)."""
     import matplotlib.pyplot as plt
 
     try:
@@ -123,6 +124,7 @@ def _save(fig: Any, out: Path) -> None:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
+    return out
 
 
 def top_units(results: ResultsFile, key: str, k: int = 3) -> list[tuple[str, str, str]]:

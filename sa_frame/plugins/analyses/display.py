@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame.core.errors import UsageError
 
 
 def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray,
@@ -35,14 +34,10 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path) -> Path:
-    plt = pyplot()
-    try:
-        fig.savefig(out, dpi=110, bbox_inches="tight")
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
-    return out
+    """The kernel's figure writer (PNG, closed afterwards, one clear line if unwritable)."""
+    from sa_frame.core.report import save_figure
+
+    return save_figure(fig, out)
 
 
 def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], xlabel: str, ylabel: str, title: str,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from sa_frame.core.augmentation import Augmentation
-from sa_frame.core.capture import mask_factor, resolve_modules
+from sa_frame.core.capture import ForwardHooks, mask_factor, resolve_modules
 from sa_frame.core.errors import UsageError
 from sa_frame.core.replay import Replay
 
@@ -78,7 +78,7 @@ def mask_factors(masks: Mapping[str, Mapping[str, Tensor]], configs: Sequence[Ma
     return out
 
 
-class StackedMasking:
+class StackedMasking(ForwardHooks):
     """Hooks that multiply copy k of a repeated batch by factor k, on every masked checkpoint."""
 
     def __init__(self, net: nn.Module, factors: Mapping[str, Tensor]) -> None:
@@ -96,11 +96,6 @@ class StackedMasking:
                 return (view * factor.unsqueeze(1).to(output.dtype)).reshape(output.shape)
             self._handles.append(module.register_forward_hook(hook))
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
 
 def draw_params(aug: Augmentation, batch: int, n_inner: int, generator: torch.Generator) -> list[dict[str, Tensor]]:
