@@ -50,7 +50,8 @@ class WriterLock:
                 raise UsageError(f"another run (host {host}, pid {pid}) is writing {self.path.with_suffix('')}; "
                                  f"wait for it or stop it (if it no longer runs, delete {self.path})") from None
             except OSError as exc:
-                raise UsageError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+                raise UsageError(f"cannot write results file {self.path.with_suffix('')}: {exc.strerror or exc}") \
+                    from None
             with os.fdopen(fd, "w") as f:
                 f.write(me)
             self.held = True
