@@ -9,6 +9,7 @@ the closest valid one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,17 @@ class Analysis(ABC):
         """Write PNG figures at `prefix.with_suffix(".<what>.png")` (prefix: the results file, so
         results.h5 -> results.<what>.png); the paths written (default: none)."""
         return []
+
+
+def option(default: Any, help: str = "") -> Any:  # noqa: A002 - the word users see
+    """A field of an analysis' Options dataclass with the help `sa-frame analyze R NAME --options` shows."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.copy(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def option_help(options_type: type) -> dict[str, str]:
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(options_type)}
 
 
 def parse_options(analysis: Analysis, pairs: Sequence[str]) -> Any:

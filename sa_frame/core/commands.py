@@ -230,7 +230,7 @@ def plot(results_path: Annotated[Path, typer.Argument(help="a results file")],
 
 
 def analyze(results_path: Annotated[Path, typer.Argument(help="a complete results file")],
-            name: Annotated[str, typer.Argument(help="analysis (see `sa-frame plugins --kind analysis`)")],
+            name: Annotated[str, typer.Argument(help="analysis (see `sa-frame plugins --all --kind analysis`)")],
             option: Annotated[list[str] | None, typer.Option("-o", "--option", help="key=value (repeatable); "
                                                               "--options lists them")] = None,
             figures: Annotated[bool, typer.Option("--figures/--no-figures", help="write PNG figures next to "
@@ -241,7 +241,7 @@ def analyze(results_path: Annotated[Path, typer.Argument(help="a complete result
     """Run a post-analysis of a results file; its numbers go under /analyses/<name> in the file."""
     from rich.console import Console
 
-    from sa_frame.core.analysis import option_defaults, run_analysis
+    from sa_frame.core.analysis import option_defaults, option_help, run_analysis
     from sa_frame.core.plugins import lookup
 
     console = Console()
@@ -252,8 +252,10 @@ def analyze(results_path: Annotated[Path, typer.Argument(help="a complete result
         table = Table(title=f"options of {name}: {analysis.description}")
         table.add_column("option")
         table.add_column("default")
+        table.add_column("meaning")
+        helps = option_help(analysis.Options)
         for option, default in option_defaults(analysis.Options).items():
-            table.add_row(option, repr(default))
+            table.add_row(option, repr(default), helps[option])
         console.print(table)
         return
     err = Console(stderr=True, quiet=quiet)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 from scipy.cluster import hierarchy
 
-from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.analysis import Analysis, Progress, no_progress, option
 from sa_frame.core.errors import UsageError
 from sa_frame.core.store import ResultsFile
 from sa_frame.plugins.analyses.display import pyplot, save
@@ -25,8 +25,8 @@ from sa_frame.plugins.analyses.display import pyplot, save
 
 @dataclass
 class ClusteringOptions:
-    cut: float = 0.025              # fcluster distance for the flat clusters
-    include_original: bool = False  # also cluster the (original input, variable) pairs
+    cut: float = option(0.025, "fcluster distance for the flat clusters")
+    include_original: bool = option(False, "also cluster the (original input, variable) pairs")
 
 
 def signature_distances(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

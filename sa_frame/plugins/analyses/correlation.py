@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.analysis import Analysis, Progress, no_progress, option
 from sa_frame.core.errors import UsageError
 from sa_frame.core.store import ResultsFile
 from sa_frame.plugins.analyses.display import heatmap, print_matrix, pyplot, save
@@ -35,14 +35,14 @@ NAN_POLICIES = ("any", "all")
 
 @dataclass
 class CorrelationOptions:
-    other: str = ""             # a second results file (same model and checkpoints) for cross-value blocks
-    nan_policy: str = "any"     # a cell is flagged when a variable is constant at any / all pixels
-    augmentations_only: bool = False  # leave out permutation, class and partition
+    other: str = option("", "a second results file (same model and checkpoints) for cross-value blocks")
+    nan_policy: str = option("any", "a cell is flagged when a variable is constant at any / all pixels")
+    augmentations_only: bool = option(False, "leave out permutation, class and partition")
 
 
 @dataclass
 class CovCorrelationOptions:
-    value: str = "auto"
+    value: str = option("auto", "shapley, S1, ST or rank_biserial (default: shapley, else S1)")
 
 
 def unit_as_observations(values: np.ndarray) -> np.ndarray:

@@ -12,14 +12,14 @@ the 2-D projections for the figure.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.analysis import Analysis, Progress, no_progress, option
 from sa_frame.core.errors import UsageError
 from sa_frame.core.store import ResultsFile
 from sa_frame.plugins.analyses.display import print_matrix, pyplot, save
@@ -27,11 +27,11 @@ from sa_frame.plugins.analyses.display import print_matrix, pyplot, save
 
 @dataclass
 class LdaOptions:
-    value: str = "auto"
-    checkpoints: list[str] = field(default_factory=list)  # default: every convolutional checkpoint
-    n_splits: int = 5
-    n_repeats: int = 100
-    random_state: int = 0
+    value: str = option("auto", "shapley, S1, ST or rank_biserial (default: shapley, else S1)")
+    checkpoints: list[str] = option([], "checkpoints to use (default: every convolutional one)")
+    n_splits: int = option(5, "folds per repetition (RepeatedKFold)")
+    n_repeats: int = option(100, "repetitions (RepeatedKFold)")
+    random_state: int = option(0, "seed of the per-checkpoint fold seeds")
 
 
 def lda_model() -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 from scipy import stats
 
 from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.analysis import Analysis, Progress, no_progress, option
 from sa_frame.core.errors import UsageError
 from sa_frame.core.replay import Replay
 from sa_frame.core.store import ResultsFile
@@ -33,25 +33,25 @@ from sa_frame.plugins.analyses.display import heatmap, print_matrix
 
 @dataclass
 class AccuracyOptions:
-    per_class: int = 10         # evaluation images per class (validation partition)
-    n_inner: int = 3            # parameter draws per parameterised augmentation
-    batch_size: int = 64
-    top_n: int = 5
-    seed: int = 0
-    device: str = ""            # default: the run's device
-    partition: str = ""         # default: valid (or the only partition)
-    predictions: str = ""       # prediction store folder (default: next to the results file)
-    force: bool = False         # recompute a store made with other settings
+    per_class: int = option(10, "evaluation images per class (validation partition)")
+    n_inner: int = option(3, "parameter draws per parameterised augmentation")
+    batch_size: int = option(64, "images per batch (one part file of the prediction store each)")
+    top_n: int = option(5, "predicted classes kept per image")
+    seed: int = option(0, "seed of the augmentation parameter draws")
+    device: str = option("", "cpu, cuda, cuda:N (default: the run's device)")
+    partition: str = option("", "partition of the evaluation images (default: valid, or the only one)")
+    predictions: str = option("", "prediction store folder (default: next to the results file)")
+    force: bool = option(False, "recompute a store made with other settings")
 
 
 @dataclass
 class MaskingOptions(AccuracyOptions):
-    per_class: int = 5
-    value: str = "auto"         # shapley, S1, ST or rank_biserial (default: shapley, else S1)
-    checkpoints: list[str] = field(default_factory=list)  # default: every convolutional checkpoint
-    alphas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.5])
-    quantiles: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
-    max_rows: int = 0           # rows per forward (masked copies of a batch); 0: 64 on CPU, 1024 on CUDA
+    per_class: int = option(5, "evaluation images per class (validation partition)")
+    value: str = option("auto", "shapley, S1, ST or rank_biserial (default: shapley, else S1)")
+    checkpoints: list[str] = option([], "checkpoints to use (default: every convolutional one)")
+    alphas: list[float] = option([0.0, 0.5, 1.5], "factors applied at or above the quantile (thresholded)")
+    quantiles: list[float] = option([0.5, 0.6, 0.7, 0.8, 0.9], "quantiles of the whole checkpoint's mask (thresholded)")
+    max_rows: int = option(0, "rows per forward (masked copies of a batch); 0: 64 on CPU, 1024 on CUDA")
 
 
 def _check(options: AccuracyOptions) -> None:

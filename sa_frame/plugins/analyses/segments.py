@@ -16,7 +16,7 @@ with the diagonal). NaN cells are kept and flagged.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 from torch import Tensor
 
 from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.analysis import Analysis, Progress, no_progress, option
 from sa_frame.core.errors import UsageError, closest, unknown_name
 from sa_frame.core.segments import SEGMENT_KINDS, build_segment
 from sa_frame.core.store import ResultsFile
@@ -42,13 +42,13 @@ PAPER_KEYS = {"unit_name": "name", "modules_names": "modules", "module_type": "k
 
 @dataclass
 class SegmentsOptions:
-    segments: str = ""          # YAML/JSON file defining the segments (required)
-    channels: list[str] = field(default_factory=lambda: list(CHANNELS))
-    n: int = 0                  # design size (0: the run's)
-    batch_size: int = 0         # rows per forward (0: the run's)
-    device: str = ""            # default: the run's device
-    value: str = "auto"
-    nan_policy: str = "any"
+    segments: str = option("", "YAML/JSON file defining the segments (required)")
+    channels: list[str] = option(list(CHANNELS), "hue, saturation and/or value")
+    n: int = option(0, "design size (0: the run's)")
+    batch_size: int = option(0, "rows per forward (0: the run's)")
+    device: str = option("", "cpu, cuda, cuda:N (default: the run's device)")
+    value: str = option("auto", "shapley, S1, ST or rank_biserial (default: shapley, else S1)")
+    nan_policy: str = option("any", "a cell is flagged when undefined for any / all units")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress
+from sa_frame.core.analysis import Analysis, Progress, no_progress, option
 from sa_frame.core.chain import resolve_augmentations
 from sa_frame.core.data import open_source
 from sa_frame.core.errors import UsageError
@@ -30,10 +30,10 @@ from sa_frame.plugins.analyses.predictions import ORIGINAL, PredictionStore, jac
 
 @dataclass
 class SingleClassOptions:
-    value: str = "auto"     # S1 or shapley (default: shapley, else S1)
-    k: int = 5              # size of a sensitive-class set (and of the predicted set compared with it)
-    top: int = 10           # classes listed per augmentation
-    predictions: str = ""   # a prediction store (default: the masking analysis', else the accuracy analysis')
+    value: str = option("auto", "S1 or shapley (default: shapley, else S1)")
+    k: int = option(5, "size of a sensitive-class set (and of the predicted set compared with it)")
+    top: int = option(10, "classes listed per augmentation")
+    predictions: str = option("", "a prediction store (default: the masking analysis', else accuracy's)")
 
 
 def sensitive_classes(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
