@@ -13,6 +13,7 @@ activation (and counted); zero-variance activations get index 0 and are flagged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,21 +89,16 @@ class SobolAccumulator(Accumulator):
             st["nonfinite"] += (~torch.isfinite(y)).sum((0, 1)).to(ACC_DTYPE)
             z = torch.where(torch.isfinite(z).all(-1, keepdim=True), z, 0.0)  # the 1 goes too
             gram = torch.bmm(z.transpose(1, 2), z)
-        g = gram.permute(1, 2, 0)  # (rows+1, rows+1, cols)
-        diff = slice(1, d + 1)
-        n_b = g[one, one]
-        s_a, s_aa = g[0, one], g[0, 0]
-        q = g[diff, one]  # sums of AB_j - A
-        p = g[i_b, diff]  # sums of B (AB_j - A)
-        t = torch.diagonal(g[diff, diff]).T  # sums of (AB_j - A)^2
+        e = self._entries(gram, d, second, i_b, one)  # the Gram entries used, each contiguous over cols
+        n_b, s_a, s_aa, q, p, t = e["n"][0], e["s_a"][0], e["s_aa"][0], e["q"], e["p"], e["t"]
         st["n"] += n_b
         st["w2"] += n_b * n_b
         st["s_a"] += s_a
-        st["s_b"] += g[i_b, one]
+        st["s_b"] += e["s_b"][0]
         st["s_aa"] += s_aa
-        st["s_bb"] += g[i_b, i_b]
+        st["s_bb"] += e["s_bb"][0]
         # sum of all squared rows: A, B, AB_j = (AB_j - A) + A, and BA_j
-        s_all2 = s_aa + g[i_b, i_b] + (t + 2 * g[0, diff]).sum(0) + d * s_aa
+        s_all2 = s_aa + e["s_bb"][0] + (t + 2 * e["a_diff"]).sum(0) + d * s_aa
         st["s_ab"] += q + s_a
         st["p"] += p
         st["t"] += t
@@ -114,13 +110,43 @@ class SobolAccumulator(Accumulator):
         st["tt"] += t * t
         st["nt"] += n_b * t
         if second:
-            ba = slice(d + 1, 2 * d + 1)
-            s_all2 = s_all2 + torch.diagonal(g[ba, ba]).T.sum(0)
-            st["s_ba"] += g[ba, one]
-            j, k = np.triu_indices(d, 1)
+            s_all2 = s_all2 + e["ba_sq"].sum(0)
+            st["s_ba"] += e["s_ba"]
             # sum BA_j AB_k - A B = sum BA_j (AB_k - A) + sum BA_j A - sum A B
-            st["q"] += g[d + 1 + j, 1 + k] + g[d + 1 + j, 0] - g[0, i_b]
+            st["q"] += e["ba_diff"] + e["ba_a"] - e["a_b"][0]
         st["s_all2"] += s_all2
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _entry_index(d: int, second: bool, i_b: int, one: int) -> tuple[tuple[int, ...], dict[str, slice]]:
+        """Flat positions in the (one+1)^2 Gram matrix of the sums the estimators use, by name."""
+        diff = range(1, d + 1)
+        named: dict[str, list[tuple[int, int]]] = {
+            "n": [(one, one)], "s_a": [(0, one)], "s_aa": [(0, 0)], "s_b": [(i_b, one)], "s_bb": [(i_b, i_b)],
+            "q": [(j, one) for j in diff],      # sums of AB_j - A
+            "p": [(i_b, j) for j in diff],      # sums of B (AB_j - A)
+            "t": [(j, j) for j in diff],        # sums of (AB_j - A)^2
+            "a_diff": [(0, j) for j in diff]}   # sums of A (AB_j - A)
+        if second:
+            ba = range(d + 1, 2 * d + 1)
+            j, k = np.triu_indices(d, 1)
+            named.update({"ba_sq": [(b, b) for b in ba], "s_ba": [(b, one) for b in ba],
+                          "ba_diff": [(d + 1 + a, 1 + b) for a, b in zip(j, k)],
+                          "ba_a": [(d + 1 + a, 0) for a in j], "a_b": [(0, i_b)]})
+        flat: list[int] = []
+        slices = {}
+        for name, pairs in named.items():
+            slices[name] = slice(len(flat), len(flat) + len(pairs))
+            flat += [r * (one + 1) + c for r, c in pairs]
+        return tuple(flat), slices
+
+    def _entries(self, gram: Tensor, d: int, second: bool, i_b: int, one: int) -> dict[str, Tensor]:
+        """Named (k, cols) blocks of the Gram entries, copied once so that every later operation
+        reads contiguous memory (a strided (rows, rows, cols) view made them ~3x slower)."""
+        flat, slices = self._entry_index(d, second, i_b, one)
+        index = torch.tensor(flat, device=gram.device)
+        picked = gram.reshape(gram.shape[0], -1).T[index]  # one gathering pass into (k, cols)
+        return {name: picked[sl] for name, sl in slices.items()}
 
     @staticmethod
     def _shift(st: dict[str, Tensor], delta: Tensor) -> dict[str, Tensor]:
