@@ -109,6 +109,7 @@ def test_masking_alpha_one_leaves_predictions_unchanged_and_resumes(shapley_run,
     # the stored top-5 predictions themselves are identical with and without the alpha = 1 mask
     from sa_frame.plugins.analyses.predictions import PredictionStore
 
+    store = next(store.glob("*/identity.json")).parent  # one sub-folder per settings
     for _, tops in PredictionStore(store).parts():
         for top in tops.values():  # (draws, configs, B, 5); config 0: no mask
             for k in (1, 2, 5, 6):  # thresholded configurations of the first two variables
@@ -121,9 +122,15 @@ def test_masking_alpha_one_leaves_predictions_unchanged_and_resumes(shapley_run,
     assert code == 0, err
     again = ResultsFile(shapley_run).read("analyses")["masking"]
     np.testing.assert_array_equal(again["masked"]["top1"], top1)
-    # other settings on the same store are refused, with the differing settings named
-    code, _, err = cli("analyze", shapley_run, "masking", *SMALL, "-o", f"predictions={store}", "--quiet")
-    assert code == 2 and "other settings" in err and "configs" in err
+    # other settings get their own store; force recomputes the parts of these settings
+    code, _, err = cli("analyze", shapley_run, "masking", *SMALL, "-o", f"predictions={store.parent}", "--quiet")
+    assert code == 0, err
+    assert len(list(store.parent.glob("*/identity.json"))) == 2
+    before = parts[0].stat().st_mtime_ns
+    code, _, err = cli(*args, "-o", "force=true")
+    assert code == 0, err
+    assert parts[0].stat().st_mtime_ns != before
+    np.testing.assert_array_equal(ResultsFile(shapley_run).read("analyses")["masking"]["masked"]["top1"], top1)
 
 
 def test_masking_pattern_clustering_and_single_class(shapley_run, tmp_path):

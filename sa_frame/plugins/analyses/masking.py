@@ -40,8 +40,8 @@ class AccuracyOptions:
     seed: int = option(0, "seed of the augmentation parameter draws")
     device: str = option("", "cpu, cuda, cuda:N (default: the run's device)")
     partition: str = option("", "partition of the evaluation images (default: valid, or the only one)")
-    predictions: str = option("", "prediction store folder (default: next to the results file)")
-    force: bool = option(False, "recompute a store made with other settings")
+    predictions: str = option("", "folder of the prediction stores (default: next to the results file)")
+    force: bool = option(False, "recompute the stored predictions of these settings")
 
 
 @dataclass
@@ -98,11 +98,14 @@ class AccuracyAnalysis(Analysis):
         keys = [ORIGINAL] + [a.name for a in replay.augmentations]
         return {"inputs": np.array(keys), "top1": np.array([acc[k][0, 0] for k in keys]),
                 "top5": np.array([acc[k][1, 0] for k in keys]), "images": n_images,
-                "images_per_second": n_images / max(elapsed, 1e-9), "store": str(store.folder)}
+                "images_per_second": n_images / max(elapsed, 1e-9), "store": str(store.folder),
+                "warning": label_warning(replay)}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         from rich.table import Table
 
+        if str(outputs.get("warning", "")):
+            console.print(f"[yellow]warning:[/] {outputs['warning']}")
         table = Table(title=f"accuracy on {int(outputs['images'])} images, each augmentation alone")
         for column in ("input", "top-1", "top-5"):
             table.add_column(column, justify="left" if column == "input" else "right")
@@ -139,7 +142,8 @@ class MaskingAnalysis(AccuracyAnalysis):
                 "masked": {"top1": np.stack([masked[k][0] for k in keys]),
                            "top5": np.stack([masked[k][1] for k in keys])},
                 "pattern": pattern, "images": n_images, "images_per_second": n_images / max(elapsed, 1e-9),
-                "evaluations_per_second": evaluations / max(elapsed, 1e-9), "store": str(store.folder)}
+                "evaluations_per_second": evaluations / max(elapsed, 1e-9), "store": str(store.folder),
+                "warning": label_warning(replay)}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         super().report({**outputs, **outputs["unmasked"]}, console)
@@ -157,6 +161,15 @@ class MaskingAnalysis(AccuracyAnalysis):
                         [str(v) for v in outputs["variables"]], "masking variable", "input augmentation",
                         "Spearman: augmented+mask vs original+mask", prefix.with_suffix(".masking-pattern.png"),
                         limits=(-1, 1))]
+
+
+def label_warning(replay: Replay) -> str:
+    """Why accuracies may mean nothing: the data's classes are not the network's outputs."""
+    names = replay.spec.class_names
+    if names and len(names) != len(replay.source.classes):
+        return (f"the data has {len(replay.source.classes)} classes but the network {len(names)} outputs: "
+                f"accuracies compare the data's class index with the network's output index")
+    return ""
 
 
 def signature_pattern(augmented: np.ndarray, original: np.ndarray) -> np.ndarray:

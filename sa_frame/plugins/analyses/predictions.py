@@ -12,6 +12,7 @@ resumed store equals an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -132,27 +133,25 @@ class StoreIdentity:
 
 
 class PredictionStore:
-    """A folder of part files `batch-<k>.h5` (each written atomically) plus `identity.json`."""
+    """A folder of part files `batch-<k>.h5` (each written atomically) plus `identity.json` (the
+    settings that determine them); settings that differ get their own folder."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
     def prepare(self, identity: StoreIdentity, force: bool = False) -> PredictionStore:
-        """Create the folder, or reuse it if it was made with the same settings."""
+        """The store of these settings: sub-folder `<hash of the settings>` of this folder, created
+        or reused (its finished part files are kept unless `force`)."""
         wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(identity).items()}
-        manifest = self.folder / "identity.json"
-        if manifest.exists():
-            stored = json.loads(manifest.read_text())
-            differing = sorted(k for k in wanted if stored.get(k) != wanted[k])
-            if differing and not force:
-                raise UsageError(f"prediction store {self.folder} was made with other settings "
-                                 f"({', '.join(differing)}); add -o force=true to recompute it")
-            if differing:
-                shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha1(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:12]
+        store = PredictionStore(self.folder / digest)
+        if force and store.folder.exists():
+            shutil.rmtree(store.folder)
+        store.folder.mkdir(parents=True, exist_ok=True)
+        manifest = store.folder / "identity.json"
         if not manifest.exists():
             manifest.write_text(json.dumps(wanted, indent=1))
-        return self
+        return store
 
     def identity(self) -> dict[str, Any]:
         manifest = self.folder / "identity.json"
