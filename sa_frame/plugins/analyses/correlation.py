@@ -117,9 +117,9 @@ class CorrelationAnalysis(Analysis):
         variables = [str(v) for v in outputs["variables"]]
         checkpoints = [str(c) for c in outputs["checkpoints"]]
         for value, per_checkpoint in outputs["within"].items():
-            last = checkpoints[-1] if len(checkpoints) == 1 else checkpoints[len(checkpoints) // 2]
-            print_matrix(console, f"{value}: Spearman between variables at {last} (mean over pixels)",
-                         variables, variables, per_checkpoint[last]["mean"])
+            shown = checkpoints[len(checkpoints) // 2]  # a middle layer; every layer is in the file
+            print_matrix(console, f"{value}: Spearman between variables at {shown} (mean over pixels)",
+                         variables, variables, per_checkpoint[shown]["mean"])
             print_matrix(console, f"{value}: variable pairs across checkpoints", [str(p) for p in outputs["pairs"]],
                          checkpoints, outputs["evolution"][value])
         for pair, per_checkpoint in outputs["cross"].items():
