@@ -22,7 +22,7 @@ import numpy as np
 D, N = 8, 1024
 
 
-def throughput(outputs: int, salib_outputs: int, repeats: int = 3) -> dict:
+def throughput(outputs: int, salib_outputs: int, repeats: int = 5) -> dict:
     from SALib.analyze import sobol as salib_sobol
 
     import sa_frame

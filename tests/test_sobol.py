@@ -72,10 +72,10 @@ def test_design_equals_salib_sample():
 
 
 @settings(max_examples=25, deadline=None)
-@given(d=st.integers(2, 6), log_n=st.integers(1, 7), outputs=st.integers(1, 4), second=st.booleans(),
+@given(d=st.integers(2, 6), n=st.integers(2, 300), outputs=st.integers(1, 4), second=st.booleans(),
        offset=st.floats(-1e4, 1e4), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**31))
-def test_point_estimates_equal_salib(d, log_n, outputs, second, offset, scale, seed):
-    n = 2**log_n
+def test_point_estimates_equal_salib(d, n, outputs, second, offset, scale, seed):
+    """Any N (SALib allows any): whole units of 16 base points and a shorter tail."""
     rpp = 2 * d + 2 if second else d + 2
     rng = np.random.default_rng(seed)
     y = offset + scale * (rng.normal(size=(n * rpp, outputs)) + rng.normal(size=(1, outputs)))
@@ -187,3 +187,21 @@ def test_bad_inputs():
     dependent = sa_frame.Problem({"x": sa_frame.MultivariateNormal([0, 0], np.eye(2), ["a", "b"])})
     with pytest.raises(UsageError, match="independent groups"):
         sa_frame.estimate(dependent, lambda x: x[:, 0], "sobol", n=8)
+
+
+def test_nonfinite_base_points_are_left_out_exactly():
+    """An output's base points with a NaN/inf in any row are dropped for that output only: the
+    indices equal those of the same outputs with those base points removed."""
+    d, n, rpp = 3, 64, 5
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=(n * rpp, 2)) + np.array([0.0, 5.0])
+    bad_points = [3, 17, 40]
+    for point, row in zip(bad_points, (0, 2, 4)):  # A, an AB_j and B rows
+        y[point * rpp + row, 1] = [np.nan, np.inf, -np.inf][bad_points.index(point)]
+    res = sa_frame.sobol_from_outputs(y, n_groups=d, second_order=False)
+    keep = np.setdiff1d(np.arange(n), bad_points)
+    clean = sa_frame.sobol_from_outputs(y.reshape(n, rpp, 2)[keep, :, 1].reshape(-1), n_groups=d, second_order=False)
+    for key in ("S1", "ST"):
+        np.testing.assert_allclose(res[key][:, 1], clean[key][:, 0], rtol=1e-10)
+    assert res["nonfinite"].tolist() == [0, 3] and res["n_points"].tolist() == [n, n - 3]
+    np.testing.assert_allclose(res["S1"][:, 0], sa_frame.sobol_from_outputs(y[:, 0], d, False)["S1"][:, 0], rtol=1e-12)

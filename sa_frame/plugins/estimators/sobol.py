@@ -30,11 +30,12 @@ from sa_frame.plugins.estimators.saltelli import POINTS_PER_UNIT, SaltelliDesign
 from sa_frame.plugins.estimators.zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
-CPU_COLUMNS = 4096
+CPU_UNITS, CPU_COLUMNS = 16, 512  # a CPU chunk: units x columns (best of a sweep on 2 cores)
 
 
 class SobolAccumulator(Accumulator):
     design: SaltelliDesign
+    _gram: Tensor | None = None
 
     def _init(self, name: str, m: int, shift: Tensor) -> None:
         d = self.design.n_groups
@@ -57,75 +58,112 @@ class SobolAccumulator(Accumulator):
         y = y.reshape(-1, rpp, y.shape[-1])  # (points, rows per point, M)
         if not self.stats[name]:
             self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0].to(ACC_DTYPE), nan=0.0, posinf=0.0, neginf=0.0))
-        m = y.shape[-1]
-        # On the CPU, column chunks keep temporaries in cache (6x faster than whole rows);
-        # on a GPU one launch per operation over every activation is best.
-        step = m if y.is_cuda else CPU_COLUMNS
         stats = self.stats[name]
-        for start in range(0, y.shape[0], POINTS_PER_UNIT):  # the design's units: the CI batches
-            for c0 in range(0, m, step):
-                cols = slice(c0, c0 + step)
-                self._update_batch({k: v[..., cols] for k, v in stats.items()},
-                                   y[start:start + POINTS_PER_UNIT, :, cols])
+        # The design's units of POINTS_PER_UNIT points are the CI batches; all whole units of
+        # this call are folded at once, a shorter tail (only at the end of a block) after them.
+        whole = y.shape[0] - y.shape[0] % POINTS_PER_UNIT
+        for part in (y[:whole], y[whole:]):
+            if part.shape[0]:
+                self._update_units(stats, part.reshape(-1, min(POINTS_PER_UNIT, part.shape[0]), rpp, part.shape[-1]))
 
-    def _update_batch(self, st: dict[str, Tensor], y: Tensor) -> None:
-        """Fold one batch of base points (points, rows per point, cols) into `st` (views, in place).
+    def _update_units(self, stats: dict[str, Tensor], y: Tensor) -> None:
+        """Fold units (units, points, rows per point, M) into `stats`, in chunks.
 
-        One batched GEMM per batch: for every activation, the Gram matrix of the columns
-        z = [A, AB_1 - A, .., AB_d - A, (BA_1, .., BA_d,) B, 1] over the batch's points
+        On the CPU a chunk is CPU_UNITS units x CPU_COLUMNS columns: long enough column runs
+        for the one transposing copy, few enough units and columns for the working set to
+        stay in cache. On a GPU, one unit over every activation (launches are few, and memory
+        stays at one unit's Gram matrices).
+        """
+        units, m = y.shape[0], y.shape[-1]
+        group, step = (1, m) if y.is_cuda else (CPU_UNITS, CPU_COLUMNS)
+        buffers: dict[tuple[int, int], Tensor] = {}  # reused: fresh multi-MB buffers cost page faults
+        for c0 in range(0, m, step):
+            cols = slice(c0, c0 + step)
+            chunk_stats = {k: v[..., cols] for k, v in stats.items()}
+            for u0 in range(0, units, group):
+                part = y[u0:u0 + group, ..., cols]
+                shape = (part.shape[0], part.shape[-1])
+                if shape not in buffers:
+                    buffers[shape] = torch.empty(*shape, y.shape[1], y.shape[2] + 1, dtype=ACC_DTYPE, device=y.device)
+                    buffers[shape][..., -1] = 1.0  # the column of ones
+                self._update_chunk(chunk_stats, part, buffers[shape])
+
+    def _update_chunk(self, st: dict[str, Tensor], y: Tensor, z: Tensor) -> None:
+        """Fold one chunk y (units, points, rows per point, cols) into `st` (views, in place);
+        `z` is a (units, cols, points, rows per point + 1) buffer whose last column holds ones.
+
+        One batched GEMM: for every (activation, unit), the Gram matrix of the columns
+        z = [A, AB_1 - A, .., AB_d - A, (BA_1, .., BA_d,) B, 1] over the unit's points
         (A, B, BA shifted) holds every sum the estimators need. Differences AB_j - A are
-        formed before the product so that ST keeps full precision.
+        formed before the product so that ST keeps full precision. Per-unit sums are then
+        added up over units, and their squares kept for the batch-means intervals.
         """
         d, second = self.design.n_groups, self.design.second_order
-        i_b, one = y.shape[1] - 1, y.shape[1]
-        z = torch.empty(y.shape[2], y.shape[0], one + 1, dtype=ACC_DTYPE, device=y.device)
-        z[..., :one].copy_(y.permute(2, 0, 1))  # the one strided pass: (cols, points, rows per point)
-        z[..., :one] -= st["shift"].view(-1, 1, 1)
+        rpp = y.shape[2]
+        # the one strided pass, shifted on the way: (units, cols, points, rows per point)
+        torch.sub(y.permute(0, 3, 1, 2), st["shift"].view(-1, 1, 1), out=z[..., :rpp])
         z[..., 1:d + 1] -= z[..., :1]  # AB_j - A (the shift cancels)
-        z[..., one] = 1.0
-        gram = torch.bmm(z.transpose(1, 2), z)
-        if not bool(torch.isfinite(torch.diagonal(gram, dim1=1, dim2=2)).all()):  # NaN/inf reach the diagonal
-            # drop, per column, the points with a non-finite value in any row
-            st["nonfinite"] += (~torch.isfinite(y)).sum((0, 1)).to(ACC_DTYPE)
-            z = torch.where(torch.isfinite(z).all(-1, keepdim=True), z, 0.0)  # the 1 goes too
-            gram = torch.bmm(z.transpose(1, 2), z)
-        e = self._entries(gram, d, second, i_b, one)  # the Gram entries used, each contiguous over cols
-        n_b, s_a, s_aa, q, p, t = e["n"][0], e["s_a"][0], e["s_aa"][0], e["q"], e["p"], e["t"]
-        st["n"] += n_b
-        st["w2"] += n_b * n_b
-        st["s_a"] += s_a
-        st["s_b"] += e["s_b"][0]
-        st["s_aa"] += s_aa
-        st["s_bb"] += e["s_bb"][0]
+        flat = z.view(-1, z.shape[2], z.shape[3])
+        entries = self._entries(torch.bmm(flat.transpose(1, 2), flat, out=self._gram_buffer(flat)), z.shape[0])
+        # A non-finite value reaches its row's diagonal entry, and every row's is used: the
+        # sum of the entries is then non-finite (one cheap contiguous reduction to check).
+        if not bool(torch.isfinite(entries.sum())):
+            # drop, per column and unit, the points with a non-finite value in any row
+            st["nonfinite"] += (~torch.isfinite(y)).sum((0, 1, 2)).to(ACC_DTYPE)
+            flat = torch.where(torch.isfinite(flat).all(-1, keepdim=True), flat, 0.0)  # the 1 goes too
+            entries = self._entries(torch.bmm(flat.transpose(1, 2), flat), z.shape[0])
+        # n, p, q, t lead the entries: the products the intervals need take three operations
+        lead = 1 + 3 * d
+        per_unit = self._named(entries.transpose(0, 1))  # each (k, units, cols)
+        total = self._named(entries.sum(0))
+        with_n = self._named((entries[:, :1] * entries[:, :lead]).sum(0))  # n n, n p, n q, n t
+        squares = self._named((entries[:, :lead] ** 2).sum(0))  # (n n,) p p, q q, t t
+        st["n"] += total["n"][0]
+        st["w2"] += with_n["n"][0]
+        for key in ("s_a", "s_b", "s_aa", "s_bb"):
+            st[key] += total[key][0]
+        st["s_ab"] += total["q"] + total["s_a"]
+        st["p"] += total["p"]
+        st["t"] += total["t"]
+        st["pp"] += squares["p"]
+        st["pq"] += (per_unit["p"] * per_unit["q"]).sum(1)
+        st["qq"] += squares["q"]
+        st["tt"] += squares["t"]
+        st["np"] += with_n["p"]
+        st["nq"] += with_n["q"]
+        st["nt"] += with_n["t"]
         # sum of all squared rows: A, B, AB_j = (AB_j - A) + A, and BA_j
-        s_all2 = s_aa + e["s_bb"][0] + (t + 2 * e["a_diff"]).sum(0) + d * s_aa
-        st["s_ab"] += q + s_a
-        st["p"] += p
-        st["t"] += t
-        st["pp"] += p * p
-        st["pq"] += p * q
-        st["qq"] += q * q
-        st["np"] += n_b * p
-        st["nq"] += n_b * q
-        st["tt"] += t * t
-        st["nt"] += n_b * t
+        s_all2 = total["s_bb"][0] + (d + 1) * total["s_aa"][0] + (total["t"] + 2 * total["a_diff"]).sum(0)
         if second:
-            s_all2 = s_all2 + e["ba_sq"].sum(0)
-            st["s_ba"] += e["s_ba"]
+            s_all2 = s_all2 + total["ba_sq"].sum(0)
+            st["s_ba"] += total["s_ba"]
             # sum BA_j AB_k - A B = sum BA_j (AB_k - A) + sum BA_j A - sum A B
-            st["q"] += e["ba_diff"] + e["ba_a"] - e["a_b"][0]
+            st["q"] += total["ba_diff"] + total["ba_a"] - total["a_b"]
         st["s_all2"] += s_all2
+
+    def _gram_buffer(self, flat: Tensor) -> Tensor | None:
+        """The Gram output on the CPU, reused between chunks of one shape (fresh multi-MB
+        tensors cost page faults); None on a GPU, whose caching allocator does this already."""
+        if flat.is_cuda:
+            return None
+        shape = (flat.shape[0], flat.shape[2], flat.shape[2])
+        if self._gram is None or self._gram.shape != shape:
+            self._gram = torch.empty(shape, dtype=flat.dtype, device=flat.device)
+        return self._gram
 
     @staticmethod
     @functools.lru_cache(maxsize=8)
-    def _entry_index(d: int, second: bool, i_b: int, one: int) -> tuple[tuple[int, ...], dict[str, slice]]:
-        """Flat positions in the (one+1)^2 Gram matrix of the sums the estimators use, by name."""
+    def _entry_index(d: int, second: bool) -> tuple[torch.Tensor, dict[str, slice]]:
+        """Flat positions in the Gram matrix of the sums the estimators use, and their slices by name."""
+        i_b = 2 * d + 1 if second else d + 1  # B's row; the ones follow it
+        one = i_b + 1
         diff = range(1, d + 1)
         named: dict[str, list[tuple[int, int]]] = {
-            "n": [(one, one)], "s_a": [(0, one)], "s_aa": [(0, 0)], "s_b": [(i_b, one)], "s_bb": [(i_b, i_b)],
-            "q": [(j, one) for j in diff],      # sums of AB_j - A
+            "n": [(one, one)],
             "p": [(i_b, j) for j in diff],      # sums of B (AB_j - A)
+            "q": [(j, one) for j in diff],      # sums of AB_j - A
             "t": [(j, j) for j in diff],        # sums of (AB_j - A)^2
+            "s_a": [(0, one)], "s_b": [(i_b, one)], "s_aa": [(0, 0)], "s_bb": [(i_b, i_b)],
             "a_diff": [(0, j) for j in diff]}   # sums of A (AB_j - A)
         if second:
             ba = range(d + 1, 2 * d + 1)
@@ -138,15 +176,19 @@ class SobolAccumulator(Accumulator):
         for name, pairs in named.items():
             slices[name] = slice(len(flat), len(flat) + len(pairs))
             flat += [r * (one + 1) + c for r, c in pairs]
-        return tuple(flat), slices
+        return torch.tensor(flat), slices
 
-    def _entries(self, gram: Tensor, d: int, second: bool, i_b: int, one: int) -> dict[str, Tensor]:
-        """Named (k, cols) blocks of the Gram entries, copied once so that every later operation
-        reads contiguous memory (a strided (rows, rows, cols) view made them ~3x slower)."""
-        flat, slices = self._entry_index(d, second, i_b, one)
-        index = torch.tensor(flat, device=gram.device)
-        picked = gram.reshape(gram.shape[0], -1).T[index]  # one gathering pass into (k, cols)
-        return {name: picked[sl] for name, sl in slices.items()}
+    def _entries(self, gram: Tensor, units: int) -> Tensor:
+        """The Gram entries used, (units, k, cols), copied once so that every later operation
+        reads contiguous memory (a strided view made them ~3x slower)."""
+        index, _ = self._entry_index(self.design.n_groups, self.design.second_order)
+        return gram.view(units, -1, gram.shape[-1] ** 2).transpose(1, 2)[:, index.to(gram.device)]
+
+    def _named(self, entries: Tensor) -> dict[str, Tensor]:
+        """Named blocks along the first dimension of per-entry values (k, ...); names past a
+        shorter tensor's end are empty."""
+        _, slices = self._entry_index(self.design.n_groups, self.design.second_order)
+        return {name: entries[sl] for name, sl in slices.items()}
 
     @staticmethod
     def _shift(st: dict[str, Tensor], delta: Tensor) -> dict[str, Tensor]:
@@ -267,7 +309,7 @@ class SobolEstimator(Estimator):
                              f"{n_groups} groups ({'2d+2' if second_order else 'd+2'}); check n_groups and second_order")
         n = y.shape[0] // rpp
         problem = Problem({f"x{i}": Uniform(0.0, 1.0) for i in range(n_groups)})
-        design = SaltelliDesign(problem, n, seed=0, second_order=second_order, points_per_block=n,
+        design = SaltelliDesign(problem, n, seed=0, second_order=second_order, points_per_block=POINTS_PER_UNIT,
                                 require_power_of_two=False)
         acc = SobolAccumulator(problem, design, {"y": (y.shape[1],)})
         acc.update(design_block_stub(n * rpp), {"y": torch.from_numpy(y)})
