@@ -30,7 +30,8 @@ from sa_frame.plugins.estimators.saltelli import POINTS_PER_UNIT, SaltelliDesign
 from sa_frame.plugins.estimators.zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
-CPU_UNITS, CPU_COLUMNS = 16, 512  # a CPU chunk: units x columns (best of a sweep on 2 cores)
+# A CPU chunk: up to CPU_UNITS units x (CPU_CHUNK // units) columns (best of a sweep on 2 cores)
+CPU_UNITS, CPU_CHUNK = 16, 8192
 
 
 class SobolAccumulator(Accumulator):
@@ -69,13 +70,14 @@ class SobolAccumulator(Accumulator):
     def _update_units(self, stats: dict[str, Tensor], y: Tensor) -> None:
         """Fold units (units, points, rows per point, M) into `stats`, in chunks.
 
-        On the CPU a chunk is CPU_UNITS units x CPU_COLUMNS columns: long enough column runs
-        for the one transposing copy, few enough units and columns for the working set to
-        stay in cache. On a GPU, one unit over every activation (launches are few, and memory
-        stays at one unit's Gram matrices).
+        On the CPU a chunk is up to CPU_UNITS units x CPU_CHUNK / units columns: long column
+        runs for the one transposing copy, a working set that stays in cache, and few enough
+        chunks that per-operation overheads stay small. On a GPU, one unit over every
+        activation (launches are few, and memory stays at one unit's Gram matrices).
         """
         units, m = y.shape[0], y.shape[-1]
-        group, step = (1, m) if y.is_cuda else (CPU_UNITS, CPU_COLUMNS)
+        group = min(units, CPU_UNITS)
+        group, step = (1, m) if y.is_cuda else (group, CPU_CHUNK // group)
         buffers: dict[tuple[int, int], Tensor] = {}  # reused: fresh multi-MB buffers cost page faults
         for c0 in range(0, m, step):
             cols = slice(c0, c0 + step)
