@@ -205,3 +205,49 @@ def test_nonfinite_base_points_are_left_out_exactly():
         np.testing.assert_allclose(res[key][:, 1], clean[key][:, 0], rtol=1e-10)
     assert res["nonfinite"].tolist() == [0, 3] and res["n_points"].tolist() == [n, n - 3]
     np.testing.assert_allclose(res["S1"][:, 0], sa_frame.sobol_from_outputs(y[:, 0], d, False)["S1"][:, 0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("second", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_kernel_state_equals_torch_path(second, dtype, monkeypatch):
+    """The fused CPU kernel and the torch Gram path (the one GPUs run) build the same state:
+    whole units and a tail, columns beyond one kernel block, NaN/inf in some base points,
+    an offset that the shift must absorb, several calls per block."""
+    from sa_frame.plugins.estimators.saltelli import SaltelliDesign
+    from sa_frame.plugins.estimators.saltelli_kernel import BLOCK
+    from sa_frame.plugins.estimators.sobol import SobolAccumulator
+
+    d, m = 4, BLOCK + 77
+    problem = unit_problem(d)
+    est = lookup("estimator", "sobol")
+    design = SaltelliDesign(problem, 53, 0, second_order=second, points_per_block=48,  # 48 + 5: a tail unit
+                            require_power_of_two=False)
+    rng = np.random.default_rng(3)
+    outputs = []
+    for block in design:
+        y = rng.normal(size=(block.n_rows, m)) * rng.uniform(0.1, 3, m) + 1e3
+        y[rng.integers(0, block.n_rows, 6), rng.integers(0, m, 6)] = [np.nan, np.inf, -np.inf, np.nan, 1.0, np.inf]
+        outputs.append((block, torch.from_numpy(y).to(dtype)))
+    states = []
+    threads = torch.get_num_threads()
+    for kernel, n_threads in ((True, 2), (False, threads), (True, 1)):
+        monkeypatch.setattr(SobolAccumulator, "cpu_kernel", kernel)
+        torch.set_num_threads(n_threads)
+        try:
+            acc = est.accumulator(problem, design, {"y": (m,)})
+            for block, y in outputs:
+                unit = design.unit_rows
+                for r0 in range(0, block.n_rows, 2 * unit):  # row ranges, as the pipeline sends them
+                    rows = slice(r0, min(r0 + 2 * unit, block.n_rows))
+                    acc.update(block, {"y": y[rows]}, rows=rows)
+        finally:
+            torch.set_num_threads(threads)
+        states.append(acc.state())
+    kernel_state, torch_state, one_thread = states
+    for key, value in kernel_state.items():  # columns split between threads: the same arithmetic
+        torch.testing.assert_close(one_thread[key], value, rtol=0, atol=0)
+    assert kernel_state.keys() == torch_state.keys()
+    assert kernel_state["y/nonfinite"].sum() > 0 and (kernel_state["y/n"] < 53).any()
+    for key, value in torch_state.items():
+        scale = value.abs().max().clamp(min=1)
+        np.testing.assert_allclose(kernel_state[key], value, rtol=1e-11, atol=1e-11 * float(scale), err_msg=key)

@@ -27,16 +27,21 @@ from sa_frame.core.errors import UsageError
 from sa_frame.core.problem import Problem
 from sa_frame.core.variables import Uniform
 from sa_frame.plugins.estimators.saltelli import POINTS_PER_UNIT, SaltelliDesign
+from sa_frame.plugins.estimators.saltelli_kernel import fold_units
 from sa_frame.plugins.estimators.zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
-# A CPU chunk: up to CPU_UNITS units x (CPU_CHUNK // units) columns (best of a sweep on 2 cores)
+# A chunk of the torch path on the CPU (cpu_kernel False): up to CPU_UNITS units x
+# (CPU_CHUNK // units) columns (best of a sweep on 2 cores)
 CPU_UNITS, CPU_CHUNK = 16, 8192
 
 
 class SobolAccumulator(Accumulator):
     design: SaltelliDesign
     _gram: Tensor | None = None
+    # On the CPU, fold with the fused kernel of saltelli_kernel (False: the torch Gram path
+    # that GPUs use, for tests comparing the two)
+    cpu_kernel: bool = True
 
     def _init(self, name: str, m: int, shift: Tensor) -> None:
         d = self.design.n_groups
@@ -68,13 +73,17 @@ class SobolAccumulator(Accumulator):
                 self._update_units(stats, part.reshape(-1, min(POINTS_PER_UNIT, part.shape[0]), rpp, part.shape[-1]))
 
     def _update_units(self, stats: dict[str, Tensor], y: Tensor) -> None:
-        """Fold units (units, points, rows per point, M) into `stats`, in chunks.
+        """Fold units (units, points, rows per point, M) into `stats`: on the CPU with the
+        fused kernel, otherwise with the torch Gram path below, in chunks.
 
-        On the CPU a chunk is up to CPU_UNITS units x CPU_CHUNK / units columns: long column
+        On the CPU (torch path) a chunk is up to CPU_UNITS units x CPU_CHUNK / units columns: long column
         runs for the one transposing copy, a working set that stays in cache, and few enough
         chunks that per-operation overheads stay small. On a GPU, one unit over every
         activation (launches are few, and memory stays at one unit's Gram matrices).
         """
+        if self.cpu_kernel and y.device.type == "cpu":
+            fold_units(stats, y, self.design.n_groups, self.design.second_order)
+            return
         units, m = y.shape[0], y.shape[-1]
         group = min(units, CPU_UNITS)
         group, step = (1, m) if y.is_cuda else (group, CPU_CHUNK // group)
