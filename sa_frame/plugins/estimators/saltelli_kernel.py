@@ -91,6 +91,14 @@ def _keep_finite(z, count, bad):  # pragma: no cover - compiled
 
 
 @numba.njit(**JIT)
+def _layout(d):  # pragma: no cover - compiled
+    """First rows, in a unit's sums, of: B (AB_j - A), AB_j - A, (AB_j - A)^2, A (AB_j - A),
+    BA_j^2, BA_j, BA_j A (d rows each), BA_j (AB_k - A) (a row per pair j < k), A B."""
+    o_bd = 5 + 7 * d
+    return 5, 5 + d, 5 + 2 * d, 5 + 3 * d, 5 + 4 * d, 5 + 5 * d, 5 + 6 * d, o_bd, o_bd + d * (d - 1) // 2
+
+
+@numba.njit(**JIT)
 def _unit_sums(acc, y, c0, c1, shift, d, second, careful, z, dif, bad):  # pragma: no cover - compiled
     """One unit's sums over its points for columns c0:c1 of y (points, rows per point, M)
     into `acc`. Rows of acc: count, A, B, A^2, B^2; per group j: B (AB_j - A), AB_j - A,
@@ -98,9 +106,7 @@ def _unit_sums(acc, y, c0, c1, shift, d, second, careful, z, dif, bad):  # pragm
     BA_j (AB_k - A), and A B (all shifted). `careful` leaves out, per column, the points
     with a non-finite value and counts those values into `bad`."""
     points, rpp = y.shape[0], y.shape[1]
-    o_p, o_q, o_t, o_ad = 5, 5 + d, 5 + 2 * d, 5 + 3 * d
-    o_bsq, o_sba, o_baa, o_bd = 5 + 4 * d, 5 + 5 * d, 5 + 6 * d, 5 + 7 * d
-    o_ab = o_bd + d * (d - 1) // 2
+    o_p, o_q, o_t, o_ad, o_bsq, o_sba, o_baa, o_bd, o_ab = _layout(d)
     acc[:] = 0.0
     a, b = z[0], z[rpp - 1]
     for i in range(points):
@@ -134,15 +140,20 @@ def _unit_sums(acc, y, c0, c1, shift, d, second, careful, z, dif, bad):  # pragm
 
 
 @numba.njit(**JIT)
-def _all_finite(acc, d, second):  # pragma: no cover - compiled
-    """Whether the unit's sums of squares (A^2, B^2, (AB_j - A)^2, BA_j^2) are finite: a
-    non-finite output value always reaches one of them."""
-    rows = [3, 4] + list(range(5 + 2 * d, 5 + 3 * d)) + (list(range(5 + 4 * d, 5 + 5 * d)) if second else [0])
-    for k in rows:
+def _rows_finite(acc, k0, k1):  # pragma: no cover - compiled
+    for k in range(k0, k1):
         for c in range(acc.shape[1]):
-            if acc[k, c] - acc[k, c] != 0.0:
+            if acc[k, c] - acc[k, c] != 0.0:  # inf or nan
                 return False
     return True
+
+
+@numba.njit(**JIT)
+def _all_finite(acc, d, second):  # pragma: no cover - compiled
+    """Whether the unit's sums of squares (A^2, B^2, (AB_j - A)^2, BA_j^2) are finite: a
+    non-finite output value always reaches one of them (squares cannot cancel)."""
+    return (_rows_finite(acc, 3, 5) and _rows_finite(acc, 5 + 2 * d, 5 + 3 * d)
+            and (not second or _rows_finite(acc, 5 + 4 * d, 5 + 5 * d)))
 
 
 @numba.njit(**JIT)
@@ -152,9 +163,7 @@ def _fold_units(y, shift, d, second, c_start, c_stop, n, w2, nonfinite, s_a, s_b
     c_start:c_stop, in blocks of BLOCK columns (units in order: the result does not depend
     on how columns are split between threads)."""
     rpp = y.shape[2]
-    o_p, o_q, o_t, o_ad = 5, 5 + d, 5 + 2 * d, 5 + 3 * d
-    o_bsq, o_sba, o_baa, o_bd = 5 + 4 * d, 5 + 5 * d, 5 + 6 * d, 5 + 7 * d
-    o_ab = o_bd + d * (d - 1) // 2
+    o_p, o_q, o_t, o_ad, o_bsq, o_sba, o_baa, o_bd, o_ab = _layout(d)
     rows = o_ab + 1 if second else o_bsq
     for c0 in range(c_start, c_stop, BLOCK):
         c1 = min(c0 + BLOCK, c_stop)
