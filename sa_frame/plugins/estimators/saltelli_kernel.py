@@ -230,13 +230,15 @@ def fold_units(stats: dict[str, Tensor], y: Tensor, n_groups: int, second_order:
     """Fold units of outputs y (units, points, rows per point, M) on the CPU into the
     Sobol state `stats` (float64 tensors of M columns, updated in place), on as many
     threads as torch uses, each over its own range of whole column blocks."""
+    m = y.shape[-1]
+    if m == 0 or y.shape[0] == 0:
+        return
     if y.dtype not in (torch.float32, torch.float64):
         y = y.to(torch.float64)
     names = FIRST_ORDER_STATS + (SECOND_ORDER_STATS if second_order else ())
     for key in names + ("shift",):
         if not stats[key].is_contiguous():
             stats[key] = stats[key].contiguous()
-    m = y.shape[-1]
     arrays = [stats[key].numpy() for key in names]
     if not second_order:
         empty = np.zeros((0, m))
