@@ -38,6 +38,7 @@ CLASS, PARTITION = "class", "partition"
 SWITCHED_ESTIMATORS = ("shapley", "contrast")  # scheme 2 by default (every augmentation switched)
 
 Progress = Callable[[int], None]
+CHUNK_BYTES = 20 * 2**20  # CPU input preparation chunk: 33 images of 224 px, below glibc's 32 MiB mmap ceiling
 
 
 @dataclass
@@ -135,10 +136,35 @@ class Runner:
         classifier = run.spec.classifier or None
         self.capture = Capture(run.net, run.checkpoints, classifier=classifier,  # type: ignore[arg-type]
                                classifier_output=run.config.classifier_output, copy=False)
+        self._buffer: Tensor | None = None  # the reused input batch (see forward)
 
-    def inputs(self, unit: Tensor, values: Tensor, normalize: bool = True) -> Tensor:
+    def inputs(self, unit: Tensor, values: Tensor, normalize: bool = True, out: Tensor | None = None) -> Tensor:
         """Network inputs for design rows: images chosen by class/partition, augmented, normalised
-        (or left in [0, 1] with normalize=False)."""
+        (or left in [0, 1] with normalize=False); written into `out` when given.
+
+        On the CPU the rows are prepared a chunk at a time (`chunk_rows`): a chunk's
+        intermediates stay cache-sized and are reused by the allocator, where whole-batch
+        intermediates (173 MB at 288 rows of 224 px) are fresh page-faulted memory for every
+        op — 2-3x slower for the same per-image arithmetic, and identical results."""
+        n = unit.shape[0]
+        step = self.chunk_rows() if self.run.device.type == "cpu" else n
+        if out is None and step >= n:
+            return self._prepare(unit, values, normalize)
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            chunk = self._prepare(unit[rows], values[rows], normalize)
+            if out is None:
+                out = chunk.new_empty((n, *chunk.shape[1:]))
+            out[rows] = chunk
+        assert out is not None
+        return out
+
+    def chunk_rows(self) -> int:
+        """Rows per CPU preparation chunk: about CHUNK_BYTES of float32 images."""
+        h, w = self.run.spec.input_size
+        return max(1, CHUNK_BYTES // (3 * h * w * 4))
+
+    def _prepare(self, unit: Tensor, values: Tensor, normalize: bool) -> Tensor:
         run = self.run
         classes, within = self.class_variable.split(unit[:, self.class_col])
         partition = values[:, self.partition_col].long() if self.partition_col is not None \
@@ -163,8 +189,16 @@ class Runner:
         return cap.shapes()
 
     def forward(self, unit: Tensor, values: Tensor) -> dict[str, Tensor]:
-        """Checkpoint outputs of the network for design rows (inside `process`)."""
-        self.run.net(self.inputs(unit, values))
+        """Checkpoint outputs of the network for design rows (inside `process`).
+
+        The input batch lives in one buffer reused by every forward: the previous batch's
+        activations are folded into the accumulator before it is overwritten."""
+        n = unit.shape[0]
+        reuse = self._buffer is not None and self._buffer.shape[0] >= n
+        batch = self.inputs(unit, values, out=self._buffer[:n] if reuse else None)  # type: ignore[index]
+        if not reuse:
+            self._buffer = batch
+        self.run.net(batch)
         self.capture.verify()
         return self.capture.outputs
 
