@@ -59,7 +59,7 @@ class Model(ABC):
         """Map [0, 1] images to the network's input scale (mean/std normalisation)."""
         mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return (images - mean).div_(std)
 
 
 def load_state_dict_file(module: nn.Module, path: Path, model_name: str) -> None:

@@ -1,4 +1,4 @@
-"""Blurs with a sigma per image: one grouped, separable convolution for the whole batch."""
+"""Blurs with a sigma per image: one separable pass of shifted views for the whole batch."""
 
 from __future__ import annotations
 
@@ -22,16 +22,27 @@ def gaussian_kernels(sigma: Tensor, size: int, dtype: torch.dtype) -> Tensor:
 
 
 def blur_per_image(images: Tensor, sigma: Tensor, size: int) -> Tensor:
-    """Gaussian blur with reflect padding (torchvision's), sigma per image; sigma <= 0 is a no-op."""
-    b, c, h, w = images.shape
+    """Gaussian blur with reflect padding (torchvision's), sigma per image; sigma <= 0 is a no-op.
+
+    Separable, each pass a sum of `size` shifted views scaled per image (in-place
+    multiply-adds): on CPU about twice as fast as the equivalent grouped convolution
+    (one kernel per image channel), with the same float32 result."""
+    b = images.shape[0]
     active = sigma > 0
     kernel = gaussian_kernels(torch.where(active, sigma, 1.0).to(images.device), size, images.dtype)
-    weight = kernel.repeat_interleave(c, dim=0)  # (B*C, size): one kernel per image channel
+    taps = kernel.view(b, 1, 1, 1, size)
     pad = size // 2
-    x = images.reshape(1, b * c, h, w)
-    x = nnf.conv2d(nnf.pad(x, [pad, pad, 0, 0], mode="reflect"), weight.view(b * c, 1, 1, size), groups=b * c)
-    x = nnf.conv2d(nnf.pad(x, [0, 0, pad, pad], mode="reflect"), weight.view(b * c, 1, size, 1), groups=b * c)
-    return torch.where(active.to(images.device).view(-1, 1, 1, 1), x.view(b, c, h, w), images)
+
+    def along(x: Tensor, dim: int) -> Tensor:
+        n = x.shape[dim]
+        padded = nnf.pad(x, [pad, pad, 0, 0] if dim == -1 else [0, 0, pad, pad], mode="reflect")
+        out = padded.narrow(dim, 0, n) * taps[..., 0]
+        for i in range(1, size):
+            out.addcmul_(padded.narrow(dim, i, n), taps[..., i])
+        return out
+
+    blurred = along(along(images, -1), -2)
+    return torch.where(active.to(images.device).view(-1, 1, 1, 1), blurred, images)
 
 
 class GaussianBlur(Augmentation):
