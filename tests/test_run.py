@@ -262,3 +262,32 @@ def test_contrast_run_reports_per_augmentation(tmp_path):
     res = maps(out, "fc")
     assert res["rank_biserial"].shape == (2, 10) and res["pvalue_by"].shape == (2, 10)
     assert "hflip" in text and "brightness" in text  # one summary row per treatment
+
+
+def test_chunked_input_preparation_equals_whole_batch(tmp_path, monkeypatch):
+    """CPU inputs are prepared in chunks into a reused buffer: the same tensors as one
+    whole-batch preparation, and the same maps from a run whose chunks are 7 rows."""
+    from sa_frame.core import pipeline
+    from sa_frame.core.config import build_config
+
+    config = {"aug": "a1,hue,rotation", "n": 8, "estimator": "sobol", "out": str(tmp_path / "whole.h5"),
+              "quiet": True}
+    runner = pipeline.Runner(pipeline.plan(build_config({}, config)))
+    block = runner.run.design.block(0)
+    unit = block.unit[:40]
+    values = runner.run.problem.values(unit, block.known[:40] if block.known is not None else None)
+    whole = runner._prepare(unit, values, normalize=True)
+    row_bytes = 3 * 4 * int(np.prod(runner.run.spec.input_size))
+    monkeypatch.setattr(pipeline, "CHUNK_BYTES", 7 * row_bytes)
+    assert runner.chunk_rows() == 7
+    assert torch.equal(runner.inputs(unit, values), whole)
+    buffer = torch.full_like(whole, float("nan"))
+    assert runner.inputs(unit, values, out=buffer) is buffer and torch.equal(buffer, whole)
+
+    chunked = {**config, "out": str(tmp_path / "chunked.h5")}
+    pipeline.execute(build_config({}, chunked))
+    monkeypatch.setattr(pipeline, "CHUNK_BYTES", 10**9)
+    pipeline.execute(build_config({}, config))
+    for name in ResultsFile(tmp_path / "whole.h5").keys("checkpoints"):
+        a, b = maps(tmp_path / "whole.h5", name), maps(tmp_path / "chunked.h5", name)
+        assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
