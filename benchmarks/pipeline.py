@@ -3,6 +3,12 @@ same number of images at the same batch size, and peak RSS at n and 4n. The libr
 both need (torch, torchvision behind the model plugin) are imported before either is
 timed; the figure with those imports counted in the run is printed too.
 
+The bare forwards are interleaved with the run's (one after each of the run's batches, on a
+hook-free copy of the network) and subtracted from the run's wall time: on a shared
+machine forward speed drifts by 10-20% from minute to minute, as much as the overhead
+being measured, and interleaving puts both sides in the same minutes. Peak RSS is read
+before the last bare forward; the network copy adds its weights (45 MiB) to both n and 4n.
+
 ResNet18 with random weights, augmentation set a1, Sobol, the demo images rendered at
 224 px, CPU (and CUDA when present). Each run is a fresh process; figures in one run.
 
@@ -19,32 +25,53 @@ import tempfile
 from pathlib import Path
 
 PROBE = r"""
-import json, re, sys, time, torch
+import copy, json, re, sys, time, torch
+import sa_frame.core.pipeline as pipeline
 from sa_frame.core.config import build_config
-from sa_frame.core.pipeline import execute, plan
 from sa_frame.core.plugins import lookup
 cfg = build_config({}, json.loads(sys.argv[1]))
 t_imports = time.perf_counter()
 # the libraries both sides need (torchvision behind the model plugin, ...): imported before either is timed
 lookup("model", cfg.model), lookup("estimator", cfg.estimator), lookup("augmentation", "erasing")
 imports_s = time.perf_counter() - t_imports
+
+# Bare forwards interleaved with the run's: before each of the run's forwards but the first, a copy
+# of the network (no capture hooks) runs one bare forward of the previous batch's size on a fixed
+# input; the last one follows the run. The run pays its own warm-up (its first forward is cold),
+# and the bare forwards see the machine in the same minutes as the run's own.
+bare = {"s": 0.0, "pending": 0, "net": None, "x": None, "device": None}
+_plan, _forward = pipeline.plan, pipeline.Runner.forward
+
+def planned(config):
+    run = _plan(config)
+    bare.update(net=copy.deepcopy(run.net), device=run.device,
+                x=torch.rand(run.rows_per_batch, 3, *run.spec.input_size, device=run.device))
+    return run
+
+def bare_forward():
+    if bare["pending"]:
+        if bare["device"].type == "cuda": torch.cuda.synchronize(bare["device"])
+        t = time.perf_counter()
+        bare["net"](bare["x"][: bare["pending"]])
+        if bare["device"].type == "cuda": torch.cuda.synchronize(bare["device"])
+        bare["s"] += time.perf_counter() - t
+    bare["pending"] = 0
+
+def forward(self, unit, values):
+    bare_forward()
+    bare["pending"] = unit.shape[0]
+    return _forward(self, unit, values)
+
+pipeline.plan, pipeline.Runner.forward = planned, forward
 t0 = time.perf_counter()
-run, maps, _ = execute(cfg)
-run_s = time.perf_counter() - t0
+run, maps, _ = pipeline.execute(cfg)
+wall_s = time.perf_counter() - t0
+run_s = wall_s - bare["s"]  # the run alone: its wall time less the bare forwards done inside it
 rss = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024
-# the bare forwards: same network, same rows, same batch size, no design/augment/capture/accumulate
-net, rows, step = run.net, run.design.n_rows, run.rows_per_batch
-x = torch.rand(step, 3, 224, 224, device=run.device)
 with torch.no_grad():
-    net(x[:2])
-    if run.device.type == "cuda": torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for start in range(0, rows, step):
-        net(x[: min(step, rows - start)])
-    if run.device.type == "cuda": torch.cuda.synchronize()
-forward_s = time.perf_counter() - t0
-print(json.dumps({"rows": rows, "batch": step, "run_s": run_s, "forward_s": forward_s, "rss_mib": rss,
-                  "imports_s": imports_s}))
+    bare_forward()
+print(json.dumps({"rows": run.design.n_rows, "batch": run.rows_per_batch, "run_s": run_s, "forward_s": bare["s"],
+                  "rss_mib": rss, "imports_s": imports_s}))
 """
 
 
