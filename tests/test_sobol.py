@@ -169,6 +169,8 @@ def test_zero_variance_and_nonfinite_outputs():
     res = sa_frame.estimate(problem, fn, "sobol", n=64, seed=0)
     assert res["zero_variance"].tolist() == [0, 1, 0]
     assert np.all(res["S1"][:, 1] == 0) and np.all(res["ST"][:, 1] == 0)
+    s2 = res["S2"][..., 1]  # a flat output: 0 above the diagonal, NaN elsewhere (as for every output)
+    assert s2[0, 1] == 0 and np.isnan(s2[1, 0]) and np.isnan(np.diag(s2)).all()
     assert np.all(np.isfinite(res["S1"][:, 2])) and res["nonfinite"][2] > 0 and res["nonfinite"][0] == 0
     assert res["n_points"][2] < 64 and res["n_points"][0] == 64
     np.testing.assert_allclose(res["ST"][:, 2], [0, 1], atol=0.05)

@@ -277,9 +277,10 @@ class SobolAccumulator(Accumulator):
         if self.design.second_order:
             j, k = np.triu_indices(d, 1)
             vjk = (st["q"] - mu * (st["s_ba"][j] + st["s_ab"][k] - st["s_a"] - st["s_b"])) / n_safe / v
+            pairs = vjk - s1[j] - s1[k]
             s2 = torch.full((d, d) + tuple(s1.shape[1:]), float("nan"), dtype=ACC_DTYPE, device=s1.device)
-            s2[j, k] = vjk - s1[j] - s1[k]
-            out["S2"] = torch.where(flat, 0.0, s2).where(~torch.isnan(s2), float("nan"))
+            s2[j, k] = torch.where(flat & ~torch.isnan(pairs), 0.0, pairs)  # flat outputs: 0, NaN kept
+            out["S2"] = s2
         for key in ("S1", "ST", "S1_conf", "ST_conf"):
             out[key] = torch.where(flat, 0.0, out[key])
         out.update(mean=mean_all, var=var_all.clamp(min=0), zero_variance=flat.to(torch.uint8),
