@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from statistics import median
 from pathlib import Path
 
 PROBE = r"""
@@ -39,13 +40,19 @@ imports_s = time.perf_counter() - t_imports
 # of the network (no capture hooks) runs one bare forward of the previous batch's size on a fixed
 # input; the last one follows the run. The run pays its own warm-up (its first forward is cold),
 # and the bare forwards see the machine in the same minutes as the run's own.
-bare = {"s": 0.0, "pending": 0, "net": None, "x": None, "device": None}
+bare = {"s": 0.0, "pending": 0, "net": None, "x": None, "device": None, "each": []}
 _plan, _forward = pipeline.plan, pipeline.Runner.forward
+
+# a diagnostic: wall time inside the run's own forward calls (pre- and post-forward hooks on its
+# network; on CUDA they time kernel launches, not their completion)
+own = {"t": 0.0, "each": []}
 
 def planned(config):
     run = _plan(config)
     bare.update(net=copy.deepcopy(run.net), device=run.device,
                 x=torch.rand(run.rows_per_batch, 3, *run.spec.input_size, device=run.device))
+    run.net.register_forward_pre_hook(lambda m, a: own.__setitem__("t", time.perf_counter()))
+    run.net.register_forward_hook(lambda m, a, o: own["each"].append(time.perf_counter() - own["t"]))
     return run
 
 def bare_forward():
@@ -54,7 +61,8 @@ def bare_forward():
         t = time.perf_counter()
         bare["net"](bare["x"][: bare["pending"]])
         if bare["device"].type == "cuda": torch.cuda.synchronize(bare["device"])
-        bare["s"] += time.perf_counter() - t
+        bare["each"].append(time.perf_counter() - t)
+        bare["s"] += bare["each"][-1]
     bare["pending"] = 0
 
 def forward(self, unit, values):
@@ -71,7 +79,8 @@ rss = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1
 with torch.no_grad():
     bare_forward()
 print(json.dumps({"rows": run.design.n_rows, "batch": run.rows_per_batch, "run_s": run_s, "forward_s": bare["s"],
-                  "rss_mib": rss, "imports_s": imports_s}))
+                  "rss_mib": rss, "imports_s": imports_s,
+                  "own_s": sum(own["each"][1:]), "own_each": own["each"][1:], "bare_each": bare["each"]}))
 """
 
 
@@ -99,6 +108,9 @@ def main() -> None:
               f"run/forward {r['run_s'] / r['forward_s']:.3f}  peak RSS {r['rss_mib']:.0f} MiB  "
               f"(library imports before both: {r['imports_s']:.1f} s; counted in the run: "
               f"{(r['run_s'] + r['imports_s']) / r['forward_s']:.3f})")
+        print(f"      the run's own forwards {r['own_s']:.1f} s, everything else {r['run_s'] - r['own_s']:.1f} s; "
+              f"median full batch: own {median(r['own_each'][1:-1] or r['own_each']):.2f} s (warm), "
+              f"bare {median(r['bare_each'][:-1] or r['bare_each']):.2f} s")
     print(f"  peak RSS growth n -> 4n: {100 * (large['rss_mib'] / small['rss_mib'] - 1):+.1f}%")
 
 
