@@ -96,7 +96,7 @@ class Sharpness(Augmentation):
 def sharpen(images: Tensor, factor: float) -> Tensor:
     """torchvision's adjust_sharpness (blend with the 3x3 [1 1 1; 1 5 1; 1 1 1]/13 smoothing, borders
     kept): the kernel is a separable 3x3 box sum plus 4x the centre, so four adds of shifted
-    views — on CPU half the time of a nine-view sum and a tenth of torchvision's batched conv."""
+    views — on CPU half the time of a nine-view sum and an eighth of torchvision's batched conv."""
     h, w = images.shape[-2:]
     if h <= 2 or w <= 2:
         return images.clone()
