@@ -46,8 +46,9 @@ def maps(path, checkpoint="out"):
 def test_known_answer_sobol_through_the_image_pipeline(analytic, tmp_path):
     install()
     out = tmp_path / "sobol.h5"
-    code, _, err = cli("run", *KA, "--n", "2048", "--out", out, "--quiet")
+    code, out_text, err = cli("run", *KA, "--n", "2048", "--out", out, "--quiet")
     assert code == 0, err
+    assert out_text == "" and out.with_suffix(".png").stat().st_size > 1000  # quiet: silent, figure still drawn
     ref = analytic["ishigami"]
     res = maps(out)
     groups = ResultsFile(out).read("variables")["groups"].tolist()

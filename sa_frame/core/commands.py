@@ -43,7 +43,7 @@ def run(
     quick: Annotated[bool, typer.Option("--quick", help="the research code's test sizes")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished results file")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing results file")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar or tables")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar or tables (results and figure still written)")] = False,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
                                              "complete results file")] = False,
 ) -> None:
@@ -62,7 +62,8 @@ def run(
                                  force=force or None, quiet=quiet or None, keep_state=keep_state or None)
     file_values = load_config_file(config) if config else {}
     cfg = build_config(file_values, flags)
-    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 reports for all
+    reporter = int(os.environ.get("RANK", "0")) == 0  # torchrun: rank 0 reports and draws for all
+    if not reporter:
         cfg.quiet = True
     console = Console(stderr=True, quiet=cfg.quiet)
     with _ProgressBars(console, cfg.quiet) as bars:
@@ -78,13 +79,15 @@ def run(
         Console(stderr=True, soft_wrap=True).print(
             f"[yellow]warning:[/] non-finite outputs were counted and left out of the statistics: {counts} "
             f"(maps 'nonfinite' per activation)")
-    if cfg.quiet:
+    if not reporter:
         return
     from sa_frame.core.report import summary_figure
     from sa_frame.core.store import ResultsFile
 
     results = ResultsFile(cfg.out)
     figure = summary_figure(results, run_plan.estimator.summary, Path(cfg.out).with_suffix(".png"))
+    if cfg.quiet:
+        return
     out_console = Console()
     _print_summary(out_console, results, run_plan.estimator.summary)
     out_console.print(f"[bold]{run_plan.design.n_rows:,}[/] rows in {elapsed:.1f} s "
