@@ -15,7 +15,7 @@ import torch
 import torchvision
 
 from sa_frame import Problem
-from sa_frame.core.chain import AugmentationChain, resolve_augmentations
+from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
 from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sa_frame import Categorical, Problem, SpikeAndSlab, Uniform
-from sa_frame.core.plugins import lookup
+from sa_frame.core.registry import lookup
 
 PROBLEM = Problem({"shift": SpikeAndSlab({"delta": Uniform(-0.3, 1.0)}, {"delta": 0.0}), "context": Categorical(50)})
 WEIGHTS = torch.linspace(-1, 1, 256, dtype=torch.float64)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sa_frame.core.store import ResultsFile
+from sa_frame.results.store import ResultsFile
 
 
 def run(args: argparse.Namespace, out: Path, processes: int, threads: int) -> tuple[float, float]:

@@ -14,9 +14,9 @@ import argparse
 
 import torch
 
-from sa_frame.core.capture import Capture, Masking
-from sa_frame.core.plugins import lookup
-from sa_frame.plugins.analyses.predictions import StackedMasking, mask_configs, mask_factors
+from sa_frame.engine.capture import Capture, Masking
+from sa_frame.core.registry import lookup
+from sa_frame.plugins.analyses._predictions import StackedMasking, mask_configs, mask_factors
 from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 PROBE = r"""
 import copy, json, re, sys, time, torch
-import sa_frame.core.pipeline as pipeline
-from sa_frame.core.config import build_config
-from sa_frame.core.plugins import lookup
+import sa_frame.engine.run as pipeline
+from sa_frame.engine.config import build_config
+from sa_frame.core.registry import lookup
 cfg = build_config({}, json.loads(sys.argv[1]))
 t_imports = time.perf_counter()
 # the libraries both sides need (torchvision behind the model plugin, ...): imported before either is timed

@@ -1,7 +1,9 @@
 """sa-frame: which parts of a network react to which changes of its input, and how much.
 
-The names below are the public API (DESIGN §7). Heavy ones are imported on first use so
-that ``import sa_frame`` (and the ``sa-frame`` command) stays fast.
+The names below are the public API: everything a user or a plugin author imports. Heavy
+ones are imported on first use so that ``import sa_frame`` (and the ``sa-frame``
+command) stays fast. Plugins import from here, never from ``sa_frame.core.*`` or
+``sa_frame.engine.*`` modules.
 """
 
 from __future__ import annotations
@@ -9,45 +11,72 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from sa_frame._version import __version__
 from sa_frame.core.hookspecs import hookimpl
 
-__version__ = "0.1.0"
-
 _LAZY = {
+    # sensitivity-analysis variables and problems
     "Problem": "sa_frame.core.problem",
-    "Uniform": "sa_frame.core.variables",
-    "LogUniform": "sa_frame.core.variables",
-    "IntUniform": "sa_frame.core.variables",
-    "Switch": "sa_frame.core.variables",
-    "Categorical": "sa_frame.core.variables",
-    "Permutation": "sa_frame.core.variables",
-    "Constant": "sa_frame.core.variables",
-    "SpikeAndSlab": "sa_frame.core.variables",
-    "MultivariateNormal": "sa_frame.core.variables",
-    "Variable": "sa_frame.core.variables",
-    "Block": "sa_frame.core.variables",
-    "Design": "sa_frame.core.contracts",
-    "DesignBlock": "sa_frame.core.contracts",
-    "Accumulator": "sa_frame.core.contracts",
-    "Estimator": "sa_frame.core.contracts",
+    **{name: "sa_frame.core.variables" for name in (
+        "Uniform", "LogUniform", "IntUniform", "Switch", "Categorical", "Permutation", "Constant",
+        "SpikeAndSlab", "MultivariateNormal", "Variable", "Block")},
+    # plugin base types and their options
+    "Model": "sa_frame.core.model",
+    "load_state_dict_file": "sa_frame.core.model",
+    "offline_weights_error": "sa_frame.core.model",
     "Augmentation": "sa_frame.core.augmentation",
+    "DataSource": "sa_frame.core.data",
+    "ImageSet": "sa_frame.core.data",
+    "read_image": "sa_frame.core.data",
+    "Design": "sa_frame.core.estimator",
+    "DesignBlock": "sa_frame.core.estimator",
+    "Accumulator": "sa_frame.core.estimator",
+    "Estimator": "sa_frame.core.estimator",
+    "ACC_DTYPE": "sa_frame.core.estimator",
     "Analysis": "sa_frame.core.analysis",
+    "Progress": "sa_frame.core.analysis",
+    "no_progress": "sa_frame.core.analysis",
+    "option": "sa_frame.core.options",
+    "NoOptions": "sa_frame.core.options",
+    # errors
     "UsageError": "sa_frame.core.errors",
-    "registered": "sa_frame.core.plugins",
-    "lookup": "sa_frame.core.plugins",
-    "estimate": "sa_frame.core.estimate",
-    "sobol_from_outputs": "sa_frame.core.estimate",
+    "PluginError": "sa_frame.core.errors",
+    "unknown_name": "sa_frame.core.errors",
+    "closest": "sa_frame.core.errors",
+    # the registry
+    "registered": "sa_frame.core.registry",
+    "lookup": "sa_frame.core.registry",
+    "registry": "sa_frame.core.registry",
+    # running: the Python API, forward hooks, augmentation chains, rebuilding a finished run
+    "estimate": "sa_frame.engine.estimate",
+    "sobol_from_outputs": "sa_frame.engine.estimate",
+    "Capture": "sa_frame.engine.capture",
+    "Masking": "sa_frame.engine.capture",
+    "ForwardHooks": "sa_frame.engine.capture",
+    "mask_factor": "sa_frame.engine.capture",
+    "resolve_modules": "sa_frame.engine.capture",
+    "AugmentationChain": "sa_frame.engine.chain",
+    "resolve_augmentations": "sa_frame.engine.chain",
+    "rebuild": "sa_frame.engine.rebuild",
+    "Rebuilt": "sa_frame.engine.rebuild",
+    # results files, the maps as analyses read them, figures
+    "ResultsFile": "sa_frame.results.store",
+    "save_figure": "sa_frame.results.report",
 }
+_MODULES = {"maps": "sa_frame.results.maps", "testing": "sa_frame.testing"}
 
-__all__ = ["__version__", "hookimpl", *_LAZY]
+__all__ = ["__version__", "hookimpl", *_LAZY, *_MODULES]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sa_frame' has no attribute {name!r}")
+    elif name in _MODULES:
+        value = import_module(_MODULES[name])
+    else:
+        raise AttributeError(f"module 'sa_frame' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

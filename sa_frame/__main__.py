@@ -1,4 +1,4 @@
-from sa_frame.core.cli import main
+from sa_frame.cli.app import main
 
 if __name__ == "__main__":
     main()

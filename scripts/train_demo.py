@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sa_frame.core.data import DemoImages, draw_demo_params, render_demo
+from sa_frame.plugins.data.demo import DemoImages, draw_demo_params, render_demo
 from sa_frame.plugins.models.demo import DemoCNN, DemoModel
 
 HELD_OUT_SEED = 1000

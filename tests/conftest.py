@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _fresh_registry(monkeypatch):
-    from sa_frame.core.plugins import reset_registry
+    from sa_frame.core.registry import reset_registry
 
     monkeypatch.setenv("SA_FRAME_LOAD_PLUGINS", "")
     reset_registry()

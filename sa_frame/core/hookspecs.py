@@ -23,12 +23,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_models(register: Callable[[Any], None]) -> None:
     """Register image classifiers.
 
-    Call `register(model)` with an object implementing `sa_frame.Model`: a unique
-    `name` (e.g. ``resnet18``, ``demo-cnn``), `build(weights)` returning a
-    `torch.nn.Module`, its input size and normalisation, the name of the classifying
-    module and the class names. A name ending in ``/*`` registers a *family*: an object
-    whose `resolve(name)` builds the model for any name with that prefix, e.g. ``timm/*``
-    for ``timm/convnext_tiny``.
+    Call `register(model)` with a `sa_frame.Model` subclass instance: a unique `name`
+    (e.g. ``resnet18``, ``demo-cnn``), `build_module(pretrained)` returning the
+    `torch.nn.Module` (the base class' `build(weights)` calls it and loads ``random``,
+    ``imagenet`` or state-dict weights), `input_size`, `mean`/`std`, the name of the
+    `classifier` module, default `checkpoints` and `class_names`. A name ending in ``/*``
+    registers a *family*: an object whose `resolve(name)` returns the model for any name
+    with that prefix, e.g. ``timm/*`` for ``timm/convnext_tiny``.
     """
 
 
@@ -39,6 +40,19 @@ def register_checkpoints(register: Callable[[str, list[str]], None]) -> None:
     Call `register(model_name, [module names])`. Unlike other kinds, a later plugin
     may override the defaults of a model registered earlier (the last one wins), so a
     third party can change where activations are read without touching the model.
+    """
+
+
+@hookspec
+def register_data_sources(register: Callable[[Any], None]) -> None:
+    """Register sources of images.
+
+    Call `register(source)` with a `sa_frame.DataSource` subclass instance: a unique
+    `name`, `claims(value)` (whether a bare ``--data`` value is meant for it) and
+    `open(argument, size)` returning a `sa_frame.ImageSet` (classes, partitions,
+    `counts(partition)`, `load(classes, index, partition)` of float images in [0, 1]).
+    ``--data name:argument`` picks a source by name; ``--data demo`` and folder paths go
+    to the built-in ``demo`` and ``folder`` sources.
     """
 
 
@@ -69,10 +83,12 @@ def register_augmentation_sets(register: Callable[[str, list[str]], None]) -> No
 def register_samplers(register: Callable[[Any], None]) -> None:
     """Register sampling designs.
 
-    Call `register(design_type)` with an object that has a unique `name` and builds
-    block-wise designs (``design(problem, size, seed, **options)``). Estimators bring
-    the design they need; this hook lets a third party add or replace one and lets
-    ``sa-frame plugins --kind sampler`` show what exists.
+    Call `register(sampler)` with an object that has a unique `name`, a `description`
+    and `design(problem, size, seed, **keywords)` returning a `sa_frame.Design`. Every
+    built-in estimator resolves its design through this registry by the name in its
+    ``sampler`` option (``saltelli``, ``shapley-permutations``, ``iid``, ``paired``), so
+    a third party can supply another design with the same row layout and select it with
+    ``sa-frame run -o sampler=NAME``.
     """
 
 
@@ -80,11 +96,14 @@ def register_samplers(register: Callable[[Any], None]) -> None:
 def register_estimators(register: Callable[[Any], None]) -> None:
     """Register sensitivity estimators.
 
-    Call `register(estimator)` with an object implementing `sa_frame.Estimator`: a
-    unique `name` (``sobol``, ``shapley``, ``variance``, ``contrast``), `design(problem,
-    size, seed, **options)` returning a block-wise design, and
-    `accumulator(problem, design, activation_shapes, device)` returning a streaming
-    accumulator with `update`, `merge`, `state`, `load_state` and `finalize`.
+    Call `register(estimator)` with a `sa_frame.Estimator` subclass instance: a unique
+    `name` (``sobol``, ``shapley``, ``variance``, ``contrast``), `Options` (a dataclass
+    of `sa_frame.option` fields, set with ``sa-frame run -o key=value``), `sizes` per
+    profile (``paper``, ``quick``, ``demo``), `make_design(problem, size, seed,
+    options)` returning a block-wise `sa_frame.Design`, and `accumulator(problem, design,
+    shapes, device)` returning a `sa_frame.Accumulator`, whose `update_checkpoint(name,
+    block, rows, y)` receives outputs in the model's own dtype and whose `merge`,
+    `state`, `load_state` and `finalize` the engine calls.
     """
 
 
@@ -92,9 +111,10 @@ def register_estimators(register: Callable[[Any], None]) -> None:
 def register_analyses(register: Callable[[Any], None]) -> None:
     """Register post-analyses of results files.
 
-    Call `register(analysis)` with an object implementing `sa_frame.Analysis`: a
-    unique `name` and `run(results, options)` returning named outputs, which the
-    kernel writes under ``/analyses/<name>`` of the results file.
+    Call `register(analysis)` with a `sa_frame.Analysis` subclass instance: a unique
+    `name`, `Options` (a dataclass of `sa_frame.option` fields) and `run(results,
+    options, progress)` returning named outputs, which the engine writes under
+    ``/analyses/<name>`` of the results file; optional `report` and `figures`.
     """
 
 

@@ -17,10 +17,8 @@ import numpy as np
 from scipy import stats
 from scipy.cluster import hierarchy
 
-from sa_frame.core.analysis import Analysis, Progress, no_progress, option
-from sa_frame.core.errors import UsageError
-from sa_frame.core.store import ResultsFile
-from sa_frame.plugins.analyses.display import pyplot, save
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, no_progress, option
+from sa_frame.plugins.analyses._display import pyplot, save
 
 
 @dataclass

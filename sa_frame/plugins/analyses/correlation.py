@@ -23,12 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress, option
-from sa_frame.core.errors import UsageError
-from sa_frame.core.store import ResultsFile
-from sa_frame.plugins.analyses.display import heatmap, print_matrix, pyplot, save
-from sa_frame.plugins.analyses.spearman import spearman_matrices, spearman_with
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
+from sa_frame.plugins.analyses._display import heatmap, print_matrix, pyplot, save
+from sa_frame.plugins.analyses._spearman import spearman_matrices, spearman_with
 
 NAN_POLICIES = ("any", "all")
 

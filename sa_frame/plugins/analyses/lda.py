@@ -18,11 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress, option
-from sa_frame.core.errors import UsageError
-from sa_frame.core.store import ResultsFile
-from sa_frame.plugins.analyses.display import print_matrix, pyplot, save
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
+from sa_frame.plugins.analyses._display import print_matrix, pyplot, save
 
 
 @dataclass

@@ -21,14 +21,17 @@ import numpy as np
 import torch
 from scipy import stats
 
-from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress, option
-from sa_frame.core.errors import UsageError
-from sa_frame.core.replay import Replay
-from sa_frame.core.store import ResultsFile
-from sa_frame.plugins.analyses.predictions import (ORIGINAL, PredictionStore, StoreIdentity, accuracies,
-                                                   compute_predictions, feature_labels, mask_configs)
-from sa_frame.plugins.analyses.display import heatmap, print_matrix
+from sa_frame import Analysis, Progress, Rebuilt, ResultsFile, UsageError, maps, no_progress, option, rebuild
+from sa_frame.plugins.analyses._display import heatmap, print_matrix
+from sa_frame.plugins.analyses._predictions import (
+    ORIGINAL,
+    PredictionStore,
+    StoreIdentity,
+    accuracies,
+    compute_predictions,
+    feature_labels,
+    mask_configs,
+)
 
 
 @dataclass
@@ -74,9 +77,9 @@ class AccuracyAnalysis(Analysis):
 
     def predict(self, results: ResultsFile, options: Any, progress: Progress,
                 masks: Mapping[str, Mapping[str, torch.Tensor]], variables: list[str], value: str,
-                checkpoints: list[str]) -> tuple[Replay, PredictionStore, dict[str, np.ndarray], int, float]:
+                checkpoints: list[str]) -> tuple[Rebuilt, PredictionStore, dict[str, np.ndarray], int, float]:
         _check(options)
-        replay = Replay.from_results(results, options.device or None)
+        replay = rebuild(results, options.device or None)
         configs = mask_configs(variables, getattr(options, "alphas", ()), getattr(options, "quantiles", ()))
         identity = StoreIdentity(str(results.path.resolve()), tuple(c.label for c in configs), tuple(checkpoints),
                                  value, options.per_class, options.partition, options.n_inner, options.seed,
@@ -163,7 +166,7 @@ class MaskingAnalysis(AccuracyAnalysis):
                         limits=(-1, 1))]
 
 
-def label_warning(replay: Replay) -> str:
+def label_warning(replay: Rebuilt) -> str:
     """Why accuracies may mean nothing: the data's classes are not the network's outputs."""
     names = replay.spec.class_names
     if names and len(names) != len(replay.source.classes):

@@ -25,14 +25,22 @@ import torch
 import yaml
 from torch import Tensor
 
-from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress, option
-from sa_frame.core.errors import UsageError, closest, unknown_name
-from sa_frame.core.segments import SEGMENT_KINDS, build_segment
-from sa_frame.core.store import ResultsFile
+from sa_frame import (
+    Analysis,
+    Progress,
+    ResultsFile,
+    UsageError,
+    closest,
+    maps,
+    no_progress,
+    option,
+    rebuild,
+    unknown_name,
+)
+from sa_frame.plugins.analyses._display import heatmap, print_matrix
+from sa_frame.plugins.analyses._network_segments import SEGMENT_KINDS, build_segment
+from sa_frame.plugins.analyses._spearman import spearman_matrices, spearman_vectors
 from sa_frame.plugins.analyses.correlation import NAN_POLICIES, summarised
-from sa_frame.plugins.analyses.display import heatmap, print_matrix
-from sa_frame.plugins.analyses.spearman import spearman_matrices, spearman_vectors
 
 CHANNELS = ("hue", "saturation", "value")
 SEGMENT_KEYS = ("name", "modules", "kind", "units", "original")
@@ -168,15 +176,10 @@ class SegmentsAnalysis(Analysis):
     def _estimate(self, results: ResultsFile, options: Any, specs: list[SegmentSpec], progress: Progress) \
             -> dict[str, dict[str, np.ndarray]]:
         """Run the results file's estimator on the segments' outputs over the run's own design."""
-        from sa_frame.core.config import build_config
-        from sa_frame.core.pipeline import Runner, plan
-
-        stored = {k: v for k, v in results.config().items() if k not in ("resume", "force", "quiet")}
-        config = build_config(stored, {"n": options.n or None, "batch_size": options.batch_size or None,
-                                       "device": options.device or None})
-        run = plan(config)
+        rebuilt = rebuild(results, device=options.device or None, n=options.n or None,
+                          batch_size=options.batch_size or None)
+        run, runner = rebuilt.plan, rebuilt.runner
         segments = {s.name: build_segment(run.net, s.modules, s.kind, s.units).to(run.device) for s in specs}
-        runner = Runner(run)
         mean, std = float(np.mean(run.spec.mean)), float(np.mean(run.spec.std))
 
         def forward(unit: Tensor, values: Tensor) -> dict[str, Tensor]:

@@ -17,15 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame.core import maps
-from sa_frame.core.analysis import Analysis, Progress, no_progress, option
-from sa_frame.core.chain import resolve_augmentations
-from sa_frame.core.data import open_source
-from sa_frame.core.errors import UsageError
-from sa_frame.core.plugins import lookup
-from sa_frame.core.store import ResultsFile
-from sa_frame.plugins.analyses.display import heatmap, print_matrix
-from sa_frame.plugins.analyses.predictions import ORIGINAL, PredictionStore, jaccard_sums
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option, rebuild
+from sa_frame.plugins.analyses._display import heatmap, print_matrix
+from sa_frame.plugins.analyses._predictions import ORIGINAL, PredictionStore, jaccard_sums
 
 
 @dataclass
@@ -56,17 +50,17 @@ class SingleClassAnalysis(Analysis):
         if options.k < 1 or options.top < 1:
             raise UsageError("single-class options k and top must be at least 1")
         value = maps.check_value(results, options.value)
-        config = results.config()
-        spec = lookup("model", config["model"])
+        rebuilt = rebuild(results, with_network=False)
+        spec = rebuilt.spec
         classifier = spec.classifier
         if classifier not in maps.checkpoints(results):
             raise UsageError(f"the run did not record the classifying module {classifier!r}; rerun with it among "
                              f"--checkpoints ({', '.join(maps.checkpoints(results))} were recorded)")
         rows = maps.map_rows(results)
-        augs = [a.name for a in resolve_augmentations(config["aug"]) if a.name in rows]
+        augs = [a.name for a in rebuilt.augmentations if a.name in rows]
         values = maps.sensitivity(results, value, classifier)[[rows.index(a) for a in augs]]
         values = values.reshape(len(augs), -1)
-        names = spec.class_names or open_source(config["data"], tuple(spec.input_size)).classes
+        names = spec.class_names or rebuilt.source.classes
         top_classes, top_values = sensitive_classes(values, options.top)
         out: dict[str, Any] = {"augmentations": np.array(augs), "value": value, "checkpoint": classifier,
                                "classes": top_classes, "class_names": np.array([[names[c] for c in row]

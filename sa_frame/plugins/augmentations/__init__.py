@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 import typer  # light, and already loaded by the CLI; needed at module level for typer's annotations
 
-from sa_frame import hookimpl
-from sa_frame.core.errors import UsageError
+from sa_frame import UsageError, hookimpl
 
 A1 = ["erasing", "sharpness", "rolling", "grayscale", "gaussian_blur"]
 A2 = ["brightness", "contrast", "saturation", "hue", "hflip", "rotation", "elliptic_blur"]
@@ -22,8 +21,7 @@ A2 = ["brightness", "contrast", "saturation", "hue", "hflip", "rotation", "ellip
 def register_augmentations(register: Callable[[Any], None]) -> None:
     from sa_frame.plugins.augmentations.blur import EllipticBlur, GaussianBlur
     from sa_frame.plugins.augmentations.geometric import Erasing, HorizontalFlip, Rolling, Rotation
-    from sa_frame.plugins.augmentations.photometric import (Brightness, Contrast, Grayscale, Hue, Saturation,
-                                                            Sharpness)
+    from sa_frame.plugins.augmentations.photometric import Brightness, Contrast, Grayscale, Hue, Saturation, Sharpness
 
     for aug in (Erasing(), Sharpness(), Rolling(), Grayscale(), GaussianBlur(), Brightness(), Contrast(),
                 Saturation(), Hue(), HorizontalFlip(), Rotation(), EllipticBlur()):
@@ -53,7 +51,7 @@ def register_commands(app: Any) -> None:
         out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("augmentations.png"),
     ) -> None:
         """Preview augmentations: original, its H/S/V channels, each alone, simultaneous chains."""
-        from sa_frame.plugins.augmentations.preview import demo_image, load_image, preview, save_grid, test_card
+        from sa_frame.plugins.augmentations._preview import demo_image, load_image, preview, save_grid, test_card
 
         if image is not None and data is not None:
             raise UsageError("give either --image or --data, not both")

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
-from sa_frame.core.augmentation import Augmentation
-from sa_frame.core.variables import Uniform
+from sa_frame import Augmentation, Uniform
 
 
 def _pixel_grid(images: Tensor) -> tuple[Tensor, Tensor]:

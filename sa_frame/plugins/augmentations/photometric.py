@@ -17,8 +17,7 @@ from torch import Tensor
 # they take whole batches, so a per-image hue shift is one broadcast add.
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
-from sa_frame.core.augmentation import Augmentation
-from sa_frame.core.variables import Uniform
+from sa_frame import Augmentation, Uniform
 
 
 def _per_image(value: Tensor, images: Tensor) -> Tensor:

@@ -34,8 +34,8 @@ class _DesignType:
 
 @hookimpl
 def register_samplers(register: Callable[[Any], None]) -> None:
+    from sa_frame.plugins.estimators._saltelli_design import SaltelliDesign
     from sa_frame.plugins.estimators.contrast import PairedDesign
-    from sa_frame.plugins.estimators.saltelli import SaltelliDesign
     from sa_frame.plugins.estimators.shapley import PermutationDesign
     from sa_frame.plugins.estimators.variance import IIDDesign
 

@@ -18,6 +18,7 @@ bin get their mid-rank; see docs/estimators.md for the measured error).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -27,10 +28,19 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from sa_frame.core.contracts import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator
-from sa_frame.core.errors import UsageError
-from sa_frame.core.problem import Problem
-from sa_frame.core.variables import SpikeAndSlab, Switch
+from sa_frame import (
+    ACC_DTYPE,
+    Accumulator,
+    Design,
+    DesignBlock,
+    Estimator,
+    Problem,
+    SpikeAndSlab,
+    Switch,
+    UsageError,
+    lookup,
+    option,
+)
 
 MODES = ("exact", "binned")
 DEFAULT_BINS = 64
@@ -125,7 +135,7 @@ class ContrastAccumulator(Accumulator):
             row += rows
         return out
 
-    def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+    def update_checkpoint(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
         y = y.to(ACC_DTYPE).reshape(-1, self.design.unit_rows, y.shape[-1])
         if not self.stats[name]:
             self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0], nan=0.0, posinf=0.0, neginf=0.0))
@@ -174,7 +184,7 @@ class ContrastAccumulator(Accumulator):
         st["neg"][g].scatter_add_(1, index, negative)
         st["zero"][g] += (finite & (diff == 0)).sum(0)
 
-    def _merge(self, name: str, other: Accumulator) -> None:
+    def merge_checkpoint(self, name: str, other: Accumulator) -> None:
         if not other.stats[name]:
             return
         if not self.stats[name]:
@@ -222,10 +232,8 @@ class ContrastAccumulator(Accumulator):
         s2 = ((st["s00"] + st["s11"]) / n - m * m).clamp(min=0)
         return (m1 - m0) * (p0 * p1).sqrt() / (EPS + s2).sqrt()
 
-    def _finalize(self, name: str) -> dict[str, np.ndarray]:
+    def finalize_checkpoint(self, name: str) -> dict[str, np.ndarray]:
         st = self.stats[name]
-        if not st:
-            raise UsageError(f"checkpoint {name!r}: no outputs were accumulated")
         out = {"point_biserial": self._point_biserial(st).cpu().numpy(), "nonfinite": st["nonfinite"].cpu().numpy()}
         if self.mode == "exact":
             rb, stat, p, n = [], [], [], []
@@ -293,19 +301,42 @@ def binned_statistics(st: dict[str, Tensor]) -> dict[str, Tensor]:
     return {"rank_biserial": rb, "statistic": t, "pvalue": p, "n_pairs": n}
 
 
+@dataclasses.dataclass
+class ContrastOptions:
+    n_inner: int = option(10, "rows per treatment and outer sample (one for parameter-free augmentations)")
+    outer_per_block: int = option(16, "outer samples per design block")
+    mode: str = option("exact", "exact (keeps every paired difference; memory grows with n) or binned "
+                                "(streaming histograms; memory fixed)")
+    bins: int = option(DEFAULT_BINS, "histogram bins per activation in binned mode")
+    sampler: str = option("paired", "registered sampler that builds the paired design")
+
+
 class ContrastEstimator(Estimator):
     name = "contrast"
     description = "original vs single augmentation: rank-biserial, Wilcoxon p (BY-corrected), point-biserial"
     outputs = ("rank_biserial", "point_biserial", "pvalue", "pvalue_by", "statistic", "n_pairs")
     summary = ("rank_biserial",)
 
-    def design(self, problem: Problem, size: int, seed: int, n_inner: int = 10, outer_per_block: int = 16,
-               mode: str = "exact", bins: int = DEFAULT_BINS, **options: Any) -> PairedDesign:
-        if options:
-            raise UsageError(f"contrast: unknown options {sorted(options)}; allowed: n_inner, outer_per_block, "
-                             f"mode, bins")
-        return PairedDesign(problem, size, seed, n_inner=n_inner, outer_per_block=outer_per_block, mode=mode,
-                            bins=bins)
+    Options = ContrastOptions
+    # the paper's 50,000 outer samples x 10 inner; the research code's test sizes; the demo's
+    sizes = {"paper": {"n": 50_000, "n_inner": 10}, "quick": {"n": 1000, "n_inner": 2},
+             "demo": {"n": 256, "n_inner": 4}}
+    scheme = 2  # a treatment is one switched augmentation
+    permute = False  # one augmentation at a time: there is no order to vary
+
+    def make_design(self, problem: Problem, size: int, seed: int, options: ContrastOptions) -> PairedDesign:
+        return lookup("sampler", options.sampler).design(problem, size, seed, n_inner=options.n_inner,
+                                                         outer_per_block=options.outer_per_block,
+                                                         mode=options.mode, bins=options.bins)
+
+    def map_rows(self, problem: Problem, design: PairedDesign) -> list[str]:
+        return list(design.treatment_names)
+
+    def split_error(self, design: PairedDesign) -> str | None:
+        if design.mode == "binned":
+            return ("contrast in binned mode cannot be split across processes (its bins come from the first "
+                    "block each process sees); use mode exact or a single process")
+        return None
 
     def accumulator(self, problem: Problem, design: PairedDesign, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> ContrastAccumulator:

@@ -14,6 +14,7 @@ permutation is used, each equally often (the budget is rounded up to a multiple 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping
@@ -23,10 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sa_frame.core.contracts import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator
-from sa_frame.core.errors import UsageError
-from sa_frame.core.problem import Problem
-from sa_frame.plugins.estimators.zero_variance import zero_variance
+from sa_frame import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator, Problem, UsageError, lookup, option
+from sa_frame.plugins.estimators._zero_variance import zero_variance
 
 PLAYER_MODES = ("groups", "variables")
 
@@ -115,7 +114,7 @@ class ShapleyAccumulator(Accumulator):
         super().__init__(*args, **kwargs)
         self._open: dict[str, dict[str, Tensor]] = {}
 
-    def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+    def update_checkpoint(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
         y = y.to(ACC_DTYPE)
         no, ni = self.design.n_outer, self.design.n_inner
         if not self.stats[name]:
@@ -154,15 +153,13 @@ class ShapleyAccumulator(Accumulator):
                 z = torch.zeros_like(st["phi"])
                 self._open[name] = {"c_sum": z.clone(), "c_n": z.clone()}
 
-    def _merge(self, name: str, other: Accumulator) -> None:
+    def merge_checkpoint(self, name: str, other: Accumulator) -> None:
         if other.stats[name] and not self.stats[name]:
             self._init(name, other.stats[name]["phi"].shape[-1])
-        super()._merge(name, other)
+        super().merge_checkpoint(name, other)
 
-    def _finalize(self, name: str) -> dict[str, np.ndarray]:
+    def finalize_checkpoint(self, name: str) -> dict[str, np.ndarray]:
         st = self.stats[name]
-        if not st:
-            raise UsageError(f"checkpoint {name!r}: no outputs were accumulated")
         m = st["n_perm"].clamp(min=1)
         raw = st["phi"] / m
         spread = ((st["phi2"] / m - raw * raw) * m / (m - 1).clamp(min=1)).clamp(min=0)
@@ -178,17 +175,30 @@ class ShapleyAccumulator(Accumulator):
         return {key: value.cpu().numpy() for key, value in out.items()}
 
 
+@dataclasses.dataclass
+class ShapleyOptions:
+    n_outer: int = option(1, "outer samples per permutation position")
+    n_inner: int = option(3, "inner (conditional) samples per outer sample")
+    players: str = option("groups", "groups (one player per augmentation) or variables (one per SA variable)")
+    sampler: str = option("shapley-permutations", "registered sampler that builds the permutation design")
+
+
 class ShapleyEstimator(Estimator):
     name = "shapley"
     description = "Shapley effects (Song-Nelson-Staum random permutations, total-effect cost)"
     outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_raw_se", "var", "mean", "zero_variance")
     summary = ("shapley",)
 
-    def design(self, problem: Problem, size: int, seed: int, n_outer: int = 1, n_inner: int = 3,
-               players: str = "groups", **options: Any) -> PermutationDesign:
-        if options:
-            raise UsageError(f"shapley: unknown options {sorted(options)}; allowed: n_outer, n_inner, players")
-        return PermutationDesign(problem, size, seed, n_outer=n_outer, n_inner=n_inner, players=players)
+    fractions = frozenset({"shapley"})
+    Options = ShapleyOptions
+    # the paper's 256 permutations x 64 outer x 8 inner; the research code's test sizes; the demo's
+    sizes = {"paper": {"n": 256, "n_outer": 64, "n_inner": 8}, "quick": {"n": 8, "n_outer": 6, "n_inner": 4},
+             "demo": {"n": 48, "n_outer": 4, "n_inner": 4}}
+    scheme = 2  # every augmentation switched: a player's switch and parameters are drawn together
+
+    def make_design(self, problem: Problem, size: int, seed: int, options: ShapleyOptions) -> PermutationDesign:
+        return lookup("sampler", options.sampler).design(problem, size, seed, n_outer=options.n_outer,
+                                                         n_inner=options.n_inner, players=options.players)
 
     def accumulator(self, problem: Problem, design: PermutationDesign, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> ShapleyAccumulator:

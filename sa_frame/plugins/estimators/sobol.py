@@ -13,27 +13,48 @@ activation (and counted); zero-variance activations get index 0 and are flagged.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import norm
 from torch import Tensor
 
-from sa_frame.core.contracts import ACC_DTYPE, Accumulator, DesignBlock, Estimator
-from sa_frame.core.errors import UsageError
-from sa_frame.core.problem import Problem
-from sa_frame.core.variables import Uniform
-from sa_frame.plugins.estimators.saltelli import POINTS_PER_UNIT, SaltelliDesign
-from sa_frame.plugins.estimators.saltelli_kernel import fold_units
-from sa_frame.plugins.estimators.zero_variance import zero_variance
+from sa_frame import ACC_DTYPE, Accumulator, DesignBlock, Estimator, Problem, Uniform, UsageError, lookup, option
+from sa_frame.plugins.estimators._saltelli_design import POINTS_PER_UNIT, SaltelliDesign
+from sa_frame.plugins.estimators._sobol_cpu_kernel import fold_units
+from sa_frame.plugins.estimators._zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
 # A chunk of the torch path on the CPU (cpu_kernel False): up to CPU_UNITS units x
 # (CPU_CHUNK // units) columns (best of a sweep on 2 cores)
 CPU_UNITS, CPU_CHUNK = 16, 8192
+
+
+def first_order(x_sum: Tensor, n: Tensor, var: Tensor) -> Tensor:
+    """S1 (Saltelli 2010): mean of (B - m)(AB_j - A) over base points, over Var(Y)."""
+    return x_sum / n / var
+
+
+def total_order(t_sum: Tensor, n: Tensor, var: Tensor) -> Tensor:
+    """ST (Jansen 1999): half the mean of (A - AB_j)^2 over base points, over Var(Y)."""
+    return 0.5 * t_sum / n / var
+
+
+def second_order(vjk_sum: Tensor, n: Tensor, var: Tensor, s1_j: Tensor, s1_k: Tensor) -> Tensor:
+    """S2 (Saltelli 2002): the closed index of the pair, mean of BA_j AB_k - A B over Var(Y),
+    less both first-order indices."""
+    return vjk_sum / n / var - s1_j - s1_k
+
+
+def batch_means_halfwidth(ss: Tensor, dof: Tensor, n: Tensor, var: Tensor, z: float, scale: float = 1.0) -> Tensor:
+    """Half-width of the z-interval of an index from batch means: `ss` the sum of squared
+    deviations of batch sums from their expectation, `dof` its effective degrees of freedom
+    (NaN below two batches); `scale` the per-point term's factor (1/2 for ST)."""
+    sd = torch.where(dof > 0.5, scale * (ss / dof).clamp(min=0).sqrt(), float("nan"))
+    return z * sd / n.sqrt() / var
 
 
 class SobolAccumulator(Accumulator):
@@ -59,7 +80,7 @@ class SobolAccumulator(Accumulator):
             stats["q"] = torch.zeros(d * (d - 1) // 2, m, dtype=ACC_DTYPE, device=self.device)
         self.stats[name] = stats
 
-    def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+    def update_checkpoint(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
         rpp = self.design.rows_per_point
         y = y.reshape(-1, rpp, y.shape[-1])  # (points, rows per point, M)
         if not self.stats[name]:
@@ -227,7 +248,7 @@ class SobolAccumulator(Accumulator):
             out["q"] = st["q"] + delta * (st["s_ba"][j] + st["s_ab"][k] - st["s_a"] - st["s_b"])
         return out
 
-    def _merge(self, name: str, other: Accumulator) -> None:
+    def merge_checkpoint(self, name: str, other: Accumulator) -> None:
         theirs = other.stats[name]
         if not theirs:
             return
@@ -240,10 +261,8 @@ class SobolAccumulator(Accumulator):
             if key != "shift":
                 mine[key] = mine[key] + converted[key]
 
-    def _finalize(self, name: str) -> dict[str, np.ndarray]:
+    def finalize_checkpoint(self, name: str) -> dict[str, np.ndarray]:
         st = self.stats[name]
-        if not st:
-            raise UsageError(f"checkpoint {name!r}: no outputs were accumulated")
         d, rpp = self.design.n_groups, self.design.rows_per_point
         n = st["n"]
         n_safe = n.clamp(min=1)
@@ -254,8 +273,8 @@ class SobolAccumulator(Accumulator):
         flat = zero_variance(var, mean_ab + st["shift"]) | (n < 2)
         v = torch.where(flat, 1.0, var)
         x_sum = st["p"] - mu * (st["s_ab"] - st["s_a"])  # sum over points of (B - m)(AB_j - A)
-        s1 = x_sum / n_safe / v
-        st_ = 0.5 * st["t"] / n_safe / v
+        s1 = first_order(x_sum, n_safe, v)
+        st_ = total_order(st["t"], n_safe, v)
         # streaming CLT intervals by batch means (variance of Y treated as known):
         # per-point terms X = (B - m)(AB_j - A) and T = (A - AB_j)^2 / 2; batch sums give
         # sum_b (X_b - n_b xbar)^2 = sigma^2 (N - sum n_b^2 / N) in expectation.
@@ -266,18 +285,15 @@ class SobolAccumulator(Accumulator):
             + x_bar * x_bar * st["w2"]
         t_bar = st["t"] / n_safe
         ss_t = st["tt"] - 2 * t_bar * st["nt"] + t_bar * t_bar * st["w2"]
-        enough = dof > 0.5  # at least two batches
-        sd_x = torch.where(enough, (ss_x / dof).clamp(min=0).sqrt(), float("nan"))
-        sd_t = torch.where(enough, 0.5 * (ss_t / dof).clamp(min=0).sqrt(), float("nan"))
-        s1_conf = z * sd_x / n_safe.sqrt() / v
-        st_conf = z * sd_t / n_safe.sqrt() / v
+        s1_conf = batch_means_halfwidth(ss_x, dof, n_safe, v, z)
+        st_conf = batch_means_halfwidth(ss_t, dof, n_safe, v, z, scale=0.5)
         mean_all = mu + st["shift"]
         var_all = (st["s_all2"] - rpp * n * mu * mu) / (rpp * n_safe - 1).clamp(min=1)
         out = {"S1": s1, "ST": st_, "S1_conf": s1_conf, "ST_conf": st_conf}
         if self.design.second_order:
             j, k = np.triu_indices(d, 1)
-            vjk = (st["q"] - mu * (st["s_ba"][j] + st["s_ab"][k] - st["s_a"] - st["s_b"])) / n_safe / v
-            pairs = vjk - s1[j] - s1[k]
+            vjk_sum = st["q"] - mu * (st["s_ba"][j] + st["s_ab"][k] - st["s_a"] - st["s_b"])
+            pairs = second_order(vjk_sum, n_safe, v, s1[j], s1[k])
             s2 = torch.full((d, d) + tuple(s1.shape[1:]), float("nan"), dtype=ACC_DTYPE, device=s1.device)
             s2[j, k] = torch.where(flat & ~torch.isnan(pairs), 0.0, pairs)  # flat outputs: 0, NaN kept
             out["S2"] = s2
@@ -288,17 +304,27 @@ class SobolAccumulator(Accumulator):
         return {key: value.cpu().numpy() for key, value in out.items()}
 
 
+@dataclasses.dataclass
+class SobolOptions:
+    second_order: bool = option(True, "also estimate second-order indices S2 (2d+2 rows per base point "
+                                      "instead of d+2)")
+    points_per_block: int = option(0, "base points per design block, a multiple of 16 (0: about 512 rows)")
+    sampler: str = option("saltelli", "registered sampler that builds the Saltelli design")
+
+
 class SobolEstimator(Estimator):
     name = "sobol"
     description = "Sobol indices S1, ST (and S2) on a grouped Saltelli design"
     outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "mean", "var", "zero_variance")
     summary = ("S1", "ST")
+    fractions = frozenset({"S1", "ST", "S2"})
+    Options = SobolOptions
+    # the paper's N = 2^17 base points; the research code's test size; the demo's
+    sizes = {"paper": {"n": 2**17}, "quick": {"n": 64}, "demo": {"n": 512}}
 
-    def design(self, problem: Problem, size: int, seed: int, second_order: bool = True,
-               points_per_block: int | None = None, **options: Any) -> SaltelliDesign:
-        if options:
-            raise UsageError(f"sobol: unknown options {sorted(options)}; allowed: second_order, points_per_block")
-        return SaltelliDesign(problem, size, seed, second_order=second_order, points_per_block=points_per_block)
+    def make_design(self, problem: Problem, size: int, seed: int, options: SobolOptions) -> SaltelliDesign:
+        return lookup("sampler", options.sampler).design(problem, size, seed, second_order=options.second_order,
+                                                         points_per_block=options.points_per_block or None)
 
     def accumulator(self, problem: Problem, design: SaltelliDesign, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> SobolAccumulator:

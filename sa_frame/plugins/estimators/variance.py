@@ -6,6 +6,7 @@ Chan's pairwise update of (count, mean, M2), which is also how two states merge.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,12 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sa_frame.core.contracts import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator
-from sa_frame.core.errors import UsageError
-from sa_frame.core.problem import Problem
+from sa_frame import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator, Problem, UsageError, lookup, maps, option
 
 DEFAULT_BLOCK_ROWS = 256
-COV_EPS = 1e-5  # SPEC B §6.4: CoV = sqrt(var) / (|mean| + 1e-5)
 
 
 class IIDDesign(Design):
@@ -63,7 +61,7 @@ def chan_combine(n_a: Tensor, mean_a: Tensor, m2_a: Tensor, n_b: Tensor, mean_b:
 
 
 class VarianceAccumulator(Accumulator):
-    def _update(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
+    def update_checkpoint(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
         y = y.to(ACC_DTYPE)
         finite = torch.isfinite(y)
         n_b = finite.sum(0).to(ACC_DTYPE)
@@ -81,19 +79,24 @@ class VarianceAccumulator(Accumulator):
                                                      other["n"], other["mean"], other["m2"])
         st["nonfinite"] = st["nonfinite"] + other["nonfinite"]
 
-    def _merge(self, name: str, other: Accumulator) -> None:
+    def merge_checkpoint(self, name: str, other: Accumulator) -> None:
         if other.stats[name]:
             self._fold(name, other.stats[name])
 
-    def _finalize(self, name: str) -> dict[str, np.ndarray]:
+    def finalize_checkpoint(self, name: str) -> dict[str, np.ndarray]:
         st = self.stats[name]
-        if not st:
-            raise UsageError(f"checkpoint {name!r}: no outputs were accumulated")
         var = st["m2"] / (st["n"] - 1).clamp(min=1)
         var = torch.where(st["n"] >= 2, var, float("nan"))
-        cov = var.clamp(min=0).sqrt() / (st["mean"].abs() + COV_EPS)
-        out = {"mean": st["mean"], "var": var, "cov": cov, "n": st["n"], "nonfinite": st["nonfinite"]}
-        return {key: value.cpu().numpy() for key, value in out.items()}
+        out = {key: value.cpu().numpy() for key, value in
+               {"mean": st["mean"], "var": var, "n": st["n"], "nonfinite": st["nonfinite"]}.items()}
+        out["cov"] = maps.cov_from_moments(out["mean"], out["var"])
+        return out
+
+
+@dataclasses.dataclass
+class VarianceOptions:
+    rows_per_block: int = option(0, f"rows per design block (0: {DEFAULT_BLOCK_ROWS})")
+    sampler: str = option("iid", "registered sampler that builds the i.i.d. design")
 
 
 class VarianceEstimator(Estimator):
@@ -102,11 +105,13 @@ class VarianceEstimator(Estimator):
     outputs = ("mean", "var", "cov", "n", "nonfinite")
     summary = ("cov",)
 
-    def design(self, problem: Problem, size: int, seed: int, rows_per_block: int | None = None,
-               **options: Any) -> IIDDesign:
-        if options:
-            raise UsageError(f"variance: unknown options {sorted(options)}; allowed: rows_per_block")
-        return IIDDesign(problem, size, seed, rows_per_block=rows_per_block)
+    Options = VarianceOptions
+    # the paper's 2^18 rows; the research code's test size; the demo's
+    sizes = {"paper": {"n": 2**18}, "quick": {"n": 1024}, "demo": {"n": 4096}}
+
+    def make_design(self, problem: Problem, size: int, seed: int, options: VarianceOptions) -> IIDDesign:
+        return lookup("sampler", options.sampler).design(problem, size, seed,
+                                                         rows_per_block=options.rows_per_block or None)
 
     def accumulator(self, problem: Problem, design: Design, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> VarianceAccumulator:

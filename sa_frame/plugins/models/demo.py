@@ -12,9 +12,7 @@ from importlib import resources
 import torch
 from torch import nn
 
-from sa_frame.core.data import DemoImages
-from sa_frame.core.errors import UsageError
-from sa_frame.core.model import Model
+from sa_frame import Model, UsageError, lookup
 
 WEIGHTS_FILE = "demo_cnn.pt"
 
@@ -48,7 +46,7 @@ class DemoModel(Model):
 
     @property
     def class_names(self) -> list[str]:
-        return DemoImages().classes
+        return lookup("data_source", "demo").open("demo", self.input_size).classes
 
     def build_module(self, pretrained: bool) -> nn.Module:
         module = DemoCNN()

@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sa_frame.core.errors import unknown_name
-from sa_frame.core.model import Model, offline_weights_error
+from sa_frame import Model, offline_weights_error, unknown_name
 
 PREFIX = "timm/"
 

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sa_frame.core.model import Model, offline_weights_error
+from sa_frame import Model, offline_weights_error
 
 PAPER_CHECKPOINTS = {
     "alexnet": ["features.2", "features.5", "features.7", "features.9", "avgpool", "classifier.2",

@@ -1,0 +1,112 @@
+"""The ``sa-frame`` command line (typer + rich).
+
+Exit status: 0 success; 2 a usage or input error (one line on stderr, a traceback only
+with ``--debug``); 1 an unexpected failure. Plugins add sub-commands through the
+`register_commands` hook; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from sa_frame.core.errors import UsageError
+
+KIND_ALIASES = {"models": "model", "checkpoints": "checkpoint", "data_sources": "data_source",
+                "data": "data_source", "augmentations": "augmentation",
+                "augmentation_sets": "augmentation_set", "samplers": "sampler", "estimators": "estimator",
+                "analyses": "analysis"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sa_frame import __version__
+
+        typer.echo(f"sa-frame {__version__}")
+        raise typer.Exit()
+
+
+def plugins(
+    all_: Annotated[bool, typer.Option("--all", help="Include the built-in plugins.")] = False,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only this kind (model, augmentation, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list of objects.")] = False,
+) -> None:
+    """List registered plugins: kind, name, providing distribution and version."""
+    from sa_frame.core.registry import KIND_HOOKS, check_kind, registry
+
+    kinds = [check_kind(KIND_ALIASES.get(kind, kind))] if kind else list(KIND_HOOKS)
+    reg = registry()
+    rows = [r for k in kinds for r in reg.entries(k).values() if all_ or not r.builtin]
+    if as_json:
+        typer.echo(json.dumps([{"kind": r.kind, "name": r.name, "provider": r.provider, "version": r.version}
+                               for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="sa-frame plugins" + ("" if all_ else " (third-party; --all adds built-ins)"))
+    for column in ("kind", "name", "provider", "version", "description"):
+        table.add_column(column)
+    for r in rows:
+        description = getattr(r.obj, "description", "") if not isinstance(r.obj, list) else ", ".join(r.obj)
+        table.add_row(r.kind, r.name, r.provider, r.version, description)
+    Console().print(table)
+    if not rows:
+        typer.echo("no third-party plugins installed; `sa-frame plugins --all` lists the built-in ones")
+
+
+def build_app() -> typer.Typer:
+    """A fresh application with the kernel's commands and every plugin's."""
+    from sa_frame.core.registry import registry
+
+    app = typer.Typer(name="sa-frame", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      help="Sensitivity analysis of CNN activations under simultaneous image augmentations.")
+
+    @app.callback()
+    def root(
+        version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")] = False,
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    ) -> None:
+        """sa-frame: which parts of a network react to which changes of its input, and how much."""
+
+    from sa_frame.cli.analyze import analyze
+    from sa_frame.cli.run import run
+    from sa_frame.cli.show import plot, show
+
+    app.command("run")(run)
+    app.command("show")(show)
+    app.command("plot")(plot)
+    app.command("analyze")(analyze)
+    app.command("plugins")(plugins)
+    registry().commands(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and map errors to exit statuses."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        build_app()(args=args, prog_name="sa-frame", standalone_mode=True)
+    except UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"sa-frame: error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("sa-frame: interrupted", err=True)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug, not a user mistake
+        if debug:
+            traceback.print_exc()
+        else:
+            typer.echo(f"sa-frame: unexpected error: {type(exc).__name__}: {exc} (run with --debug for the "
+                       f"traceback)", err=True)
+        raise SystemExit(1) from None

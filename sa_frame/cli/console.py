@@ -1,0 +1,92 @@
+"""What the terminal shows: progress bars (with a rows/s column and ETA) and summary tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def TransferSpeedlessRate() -> Any:  # noqa: N802 - a rich column factory
+    """A column showing rows per second (rich's own speed columns print bytes)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RowsPerSecond(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:,.0f} rows/s" if task.speed else "- rows/s")
+
+    return RowsPerSecond()
+
+
+class ProgressBars:
+    """Rich progress bars (with a rate column and ETA), one per long step; nothing when quiet.
+
+    `bars.task(description, total, completed)` adds a bar and returns its advance(n) function.
+    """
+
+    def __init__(self, console: Any, quiet: bool, rate: bool = True) -> None:
+        self.console, self.quiet, self.rate, self.bar = console, quiet, rate, None
+
+    def __enter__(self) -> ProgressBars:
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       *([TransferSpeedlessRate()] if self.rate else []), TimeRemainingColumn()]
+            self.bar = Progress(*columns, console=self.console, transient=False)
+            self.bar.start()
+        return self
+
+    def task(self, description: str, total: int, completed: int = 0) -> Any:
+        if self.bar is None:
+            return lambda _n: None
+        bar = self.bar
+        task = bar.add_task(description, total=total, completed=completed)
+        return lambda n: bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def print_summary(console: Any, results: Any, estimator: Any) -> None:
+    """One table per summary map of the estimator: mean per variable (rows) and checkpoint (columns)."""
+    from rich.table import Table
+
+    from sa_frame.results.report import summary_rows
+
+    for key in estimator.summary:
+        labels, checkpoints, table = summary_rows(results, key, estimator)
+        clipped = " clipped to [0, 1]" if key in estimator.fractions else ""
+        view = Table(title=f"mean {key}{clipped} per activation (rows: variables, columns: checkpoints)")
+        view.add_column("variable", no_wrap=True, min_width=max(len(label) for label in labels))
+        for c in checkpoints:
+            view.add_column(c, justify="right", overflow="fold")
+        for label, row in zip(labels, table):
+            view.add_row(label, *(f"{v:.3f}" for v in row))
+        console.print(view)
+
+
+
+
+def print_options(console: Any, estimator: Any) -> None:
+    """The estimator's options (default, meaning) and its default sizes per profile."""
+    from rich.table import Table
+
+    from sa_frame.core.options import option_defaults, option_help
+
+    table = Table(title=f"options of estimator {estimator.name}: {estimator.description} "
+                        f"(sa-frame run -o key=value)")
+    for column in ("option", "default", "meaning"):
+        table.add_column(column)
+    helps = option_help(estimator.Options)
+    for name, default in option_defaults(estimator.Options).items():
+        table.add_row(name, repr(default), helps[name])
+    console.print(table)
+    sizes = Table(title="default sizes (--n and size options) per profile: paper (real data), quick (--quick), "
+                        "demo (demo model on demo data)")
+    sizes.add_column("profile")
+    sizes.add_column("sizes")
+    for profile, values in estimator.sizes.items():
+        sizes.add_row(profile, ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}"
+                                         for k, v in values.items()))
+    console.print(sizes)

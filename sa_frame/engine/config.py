@@ -1,0 +1,133 @@
+"""The run configuration: one validated dataclass, from a YAML file and/or flags.
+
+Flags override the file. The configuration is saved into the results file; resuming
+compares its identity keys (everything that changes the numbers) with the stored ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sa_frame.core.errors import UsageError, closest
+
+# Flags and top-level YAML keys kept as documented aliases of estimator options
+# (``--n-outer 4`` is ``-o n_outer=4``).
+OPTION_ALIASES = ("n_outer", "n_inner", "players", "second_order")
+# Keys that do not change the numbers (left out of the resume check).
+NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "keep_state"})
+
+
+@dataclass
+class RunConfig:
+    model: str = "demo-cnn"
+    aug: str = "a1"
+    estimator: str = "sobol"
+    data: str = "demo"
+    weights: str | None = None
+    n: int | None = None
+    checkpoints: list[str] | None = None
+    device: str = "cpu"
+    batch_size: int = 64
+    seed: int = 0
+    out: str = "results.h5"
+    scheme: int | None = None
+    classifier_output: str = "softmax"
+    postprocess: str = "none"
+    save_every: int = 20
+    quick: bool = False
+    resume: bool = False
+    force: bool = False
+    quiet: bool = False
+    keep_state: bool = False
+    #: the estimator's options (its Options dataclass' fields), from -o key=value or YAML
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the results (compared on resume)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NON_IDENTITY}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=True)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+# what a YAML file may set: everything but the acts of one invocation
+FILE_KEYS = [k for k in FIELDS if k not in ("resume", "force")]
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML file, with errors naming the file, line and key."""
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: the config must be a mapping of keys to values, got {type(data).__name__}")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    if "extra" in data:  # the name of `options` before estimators owned their options
+        data["options"] = {**(data.pop("extra") or {}), **(data.get("options") or {})}
+    if "options" in data and not isinstance(data["options"], dict):
+        raise UsageError(f"{path}: 'options' must be a mapping of estimator options, got {data['options']!r}")
+    for key in data:
+        if key in FILE_KEYS or key in OPTION_ALIASES:
+            continue
+        allowed = [*FILE_KEYS, *OPTION_ALIASES]
+        raise UsageError(f"{path}: unknown key {key!r}{_hint(key, allowed)}; allowed: {', '.join(allowed)}")
+    return data
+
+
+def _hint(key: str, allowed: list[str]) -> str:
+    near = closest(key, allowed)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def build_config(file_values: dict[str, Any], flags: dict[str, Any], source: str = "flags") -> RunConfig:
+    """Merge file values and flags (flags win) into a checked RunConfig."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    merged = {**file_values, **given}
+    # estimator options: the file's, then its aliases, then the flags' (-o and alias flags)
+    options = {**(file_values.get("extra") or {}), **(file_values.get("options") or {})}
+    options.update({a: file_values[a] for a in OPTION_ALIASES if file_values.get(a) is not None})
+    options.update(given.get("options") or {})
+    options.update({a: given[a] for a in OPTION_ALIASES if a in given})
+    for key in ("extra", *OPTION_ALIASES):
+        merged.pop(key, None)
+    merged["options"] = options
+    for key, value in list(merged.items()):
+        kind = FIELDS[key].type
+        if value is None:
+            continue
+        try:
+            if kind in ("int", "int | None"):
+                if isinstance(value, bool) or float(value) != int(value):
+                    raise ValueError
+                merged[key] = int(value)
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError
+            elif kind in ("str", "str | None"):
+                merged[key] = str(value)
+            elif kind == "list[str] | None":
+                merged[key] = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) \
+                    else [str(s) for s in value]
+        except (TypeError, ValueError):
+            raise UsageError(f"{source}: {key} must be of type {kind}, got {value!r}") from None
+    config = RunConfig(**merged)
+    if config.batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {config.batch_size}")
+    if config.postprocess not in ("none", "minmax"):
+        raise UsageError(f"postprocess must be 'none' or 'minmax' (the research code's per-image min-max), "
+                         f"got {config.postprocess!r}")
+    if config.save_every < 1:
+        raise UsageError(f"save_every must be >= 1 block, got {config.save_every}")
+    return config

@@ -1,0 +1,112 @@
+"""A run's plan: every name resolved and checked — model, data, augmentations, estimator,
+its options and design — before any heavy work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sa_frame.core.data import ImageSet
+from sa_frame.core.errors import UsageError, unknown_name
+from sa_frame.core.estimator import Design, Estimator
+from sa_frame.core.model import Model
+from sa_frame.core.problem import Problem
+from sa_frame.core.registry import lookup, registered
+from sa_frame.core.variables import Categorical
+from sa_frame.engine.capture import resolve_modules
+from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
+from sa_frame.engine.config import RunConfig
+from sa_frame.engine.distributed import local_device
+
+CLASS, PARTITION = "class", "partition"
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, resolved and checked before any heavy work."""
+
+    config: RunConfig
+    spec: Model
+    net: nn.Module | None
+    device: torch.device
+    checkpoints: list[str]
+    source: ImageSet
+    chain: AugmentationChain
+    problem: Problem
+    estimator: Estimator
+    design: Design
+    n: int
+    #: the estimator's Options instance the design was built with
+    options: Any
+
+    @property
+    def rows_per_batch(self) -> int:
+        unit = self.design.unit_rows
+        return max(unit, self.config.batch_size // unit * unit)
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} was asked for but CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def build_problem(chain: AugmentationChain, source: ImageSet) -> Problem:
+    """The chain's variables plus class (which also picks the image) and partition."""
+    blocks, groups = chain.variables()
+    blocks[CLASS] = Categorical(len(source.classes), labels=source.classes)
+    groups[CLASS] = [CLASS]
+    if len(source.partitions) == 2:
+        blocks[PARTITION] = Categorical(2, labels=source.partitions)
+        groups[PARTITION] = [PARTITION]
+    return Problem(blocks, groups)
+
+
+def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
+    """Resolve names, build the problem and design, load the model (UsageError on bad input).
+    `with_network=False` skips building the network (net is None), for readers of a run."""
+    spec = lookup("model", config.model)
+    estimator: Estimator = lookup("estimator", config.estimator)
+    augmentations = resolve_augmentations(config.aug)
+    device = local_device(resolve_device(config.device))
+    source = open_data(config.data, tuple(spec.input_size))
+    chain = AugmentationChain(augmentations, scheme=config.scheme or estimator.scheme, permute=estimator.permute)
+    problem = build_problem(chain, source)
+    profile = "quick" if config.quick else "demo" if config.data == "demo" and config.model == "demo-cnn" else "paper"
+    sizes = dict(estimator.sizes.get(profile) or estimator.sizes.get("paper") or {})
+    n = config.n if config.n is not None else sizes.pop("n", None)
+    sizes.pop("n", None)
+    if n is None:
+        raise UsageError(f"estimator {estimator.name!r} has no default size for profile {profile!r}; give --n")
+    options = estimator.options({**sizes, **config.options})
+    design = estimator.design(problem, n, config.seed, options)
+    checkpoints = list(config.checkpoints or registered("checkpoint").get(spec.name) or spec.checkpoints)
+    net = None
+    if with_network:
+        net = spec.build(config.weights).to(device)
+        resolve_modules(net, checkpoints)
+    if config.classifier_output not in ("softmax", "logits"):
+        raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
+    return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options)
+
+
+def open_data(value: str, size: tuple[int, int]) -> ImageSet:
+    """The images of a ``--data`` value: ``name:argument`` names a registered data source,
+    a bare value goes to the first source that claims it (``demo``; a folder path)."""
+    sources = registered("data_source")
+    name, sep, argument = value.partition(":")
+    if sep and name in sources:
+        return sources[name].open(argument, size)
+    for source in sources.values():
+        if source.claims(value):
+            return source.open(value, size)
+    raise unknown_name("data source", name if sep else value, sources)

@@ -1,0 +1,56 @@
+"""What a run records in its results file besides the maps: versions, variables, the
+root attributes (config, identity, design, progress) and the non-finite counts."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+from typing import Any
+
+import numpy as np
+
+from sa_frame.core.registry import registry
+from sa_frame.engine.plan import RunPlan
+from sa_frame.results.store import SCHEMA_VERSION
+
+
+def versions() -> dict[str, str]:
+    """Package versions of sa-frame, its main libraries and every plugin provider."""
+    out = {}
+    for dist in ("sa-frame", "torch", "torchvision", "timm", "numpy", "scipy", "h5py"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[dist] = importlib.metadata.version(dist)
+    for kind in ("model", "data_source", "augmentation", "estimator"):
+        for reg in registry().entries(kind).values():
+            out.setdefault(reg.provider, reg.version)
+    return out
+
+
+def variables_section(run: RunPlan) -> dict[str, Any]:
+    problem = run.problem
+    rows = problem.describe()
+    return {"names": np.array(problem.names), "groups": np.array(problem.group_names),
+            "group_of_column": problem.group_of_column, "distributions": np.array([r[2] for r in rows]),
+            "classes": np.array(run.source.classes), "partitions": np.array(run.source.partitions)}
+
+
+def base_attrs(run: RunPlan, status: str, blocks_done: int) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "status": status, "config": run.config.to_yaml(),
+            "identity": run.config.identity(), "versions": versions(),
+            "seed": run.config.seed, "estimator": run.config.estimator, "model": run.spec.name,
+            "design": run.design.config(), "n_rows": run.design.n_rows, "n_blocks": run.design.n_blocks,
+            "blocks_done": blocks_done, "checkpoints": run.checkpoints,
+            # what the leading axis of the index maps means: groups, or (contrast) treatments
+            "map_rows": run.estimator.map_rows(run.problem, run.design),
+            "estimator_options": run.estimator.options_record(run.options),
+            "rows_per_batch": run.rows_per_batch}
+
+
+def nonfinite_summary(maps: dict[str, dict[str, np.ndarray]]) -> dict[str, list[int]]:
+    """{checkpoint: [activations with non-finite outputs, non-finite values]} where there were any."""
+    out = {}
+    for name, stats in maps.items():
+        counts = stats.get("nonfinite")
+        if counts is not None and np.any(counts > 0):
+            out[name] = [int(np.count_nonzero(counts)), int(np.sum(counts))]
+    return out

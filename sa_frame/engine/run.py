@@ -1,0 +1,125 @@
+"""`sa-frame run` (and its Python form `execute`): plan, then design blocks through the
+runner into the accumulator; state saved every K blocks; indices written to the results.
+
+A resumed run continues from the last saved block with the saved state and ends with
+exactly the numbers of an uninterrupted run of the same configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from sa_frame.core.errors import UsageError
+from sa_frame.core.estimator import Accumulator
+from sa_frame.engine.config import RunConfig
+from sa_frame.engine.distributed import World, join, leave, merged_on_main
+from sa_frame.engine.plan import RunPlan, plan, resolve_device
+from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
+from sa_frame.engine.runner import Progress, Runner
+from sa_frame.results.lock import WriterLock
+from sa_frame.results.store import COMPLETE, RUNNING, ResultsFile, state_tree
+
+
+def check_existing(results: ResultsFile, config: RunConfig) -> int:
+    """Blocks already done (0 for a fresh run); refuse to clobber or to resume another config."""
+    if not results.exists():
+        if config.resume:
+            raise UsageError(f"nothing to resume: {results.path} does not exist")
+        return 0
+    if config.force:
+        return 0
+    try:
+        attrs = results.attrs()
+    except UsageError as exc:
+        raise UsageError(f"{exc}; the file may be truncated or damaged: use --force to start over "
+                         f"(or --out for another file)") from None
+    status = attrs.get("status")
+    if status == COMPLETE:
+        raise UsageError(f"{results.path} already holds a complete run; use --force to overwrite it or --out "
+                         f"for another file")
+    if not config.resume:
+        raise UsageError(f"{results.path} holds an unfinished run; use --resume to continue it or --force to "
+                         f"start over")
+    stored = attrs["identity"]
+    new = config.identity()
+    differing = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
+    if differing:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in differing)
+        raise UsageError(f"cannot resume {results.path} with another configuration ({detail})")
+    return int(attrs["blocks_done"])
+
+
+def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] | None = None) \
+        -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
+    """Run (or resume) a configuration, alone or as one of torchrun's processes; returns the plan,
+    the index maps (None on ranks other than 0) and the wall time."""
+    results = ResultsFile(config.out)
+    start_block = check_existing(results, config)
+    world = join(resolve_device(config.device))
+    with WriterLock(config.out) if world.is_main else contextlib.nullcontext():
+        return _execute(config, results, start_block, world, progress_factory)
+
+
+def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: World,
+             progress_factory: Callable[[int, int], Progress] | None) \
+        -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
+    run = plan(config)
+    why_not = run.estimator.split_error(run.design) if world.size > 1 else None
+    if why_not:
+        raise UsageError(why_not)
+    runner = Runner(run)
+    shapes = runner.shapes()
+
+    def fresh() -> Accumulator:
+        return run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
+
+    acc = fresh()
+    variables = variables_section(run)
+    if start_block and world.is_main:  # the saved state covers blocks [0, start_block): one copy of it
+        try:
+            state = results.state()
+            if not any("/" in key for key in state):
+                raise ValueError("no accumulator state was saved")
+            acc.load_state(state)
+        except (KeyError, ValueError, RuntimeError, OSError, UsageError) as exc:
+            raise UsageError(f"{results.path}: the saved state cannot be resumed ({exc}); use --force to start "
+                             f"over") from None
+    elif world.is_main:
+        results.write(base_attrs(run, RUNNING, 0), {"variables": variables})
+    world.barrier()
+    started = time.perf_counter()
+    n_blocks = run.design.n_blocks
+    rounds_per_save = max(1, config.save_every // world.size)
+
+    def save(rounds_done: int) -> None:
+        # every rank has finished `rounds_done` rounds of W blocks: the merged state is a prefix
+        prefix = start_block + rounds_done * world.size
+        if rounds_done % rounds_per_save == 0 and prefix < n_blocks:
+            merged = merged_on_main(world, acc, fresh)
+            if merged is not None:
+                results.write(base_attrs(run, RUNNING, prefix), {"variables": variables,
+                                                                 "state": state_tree(merged.state())})
+
+    rows_per_block = run.design.n_rows // n_blocks
+    progress = progress_factory(run.design.n_rows, start_block * rows_per_block) \
+        if progress_factory and world.is_main else (lambda n: None)
+    runner.process(acc, world.blocks(start_block, n_blocks), save,
+                   (lambda n: progress(n * world.size)) if world.size > 1 else progress)
+    merged = merged_on_main(world, acc, fresh)
+    elapsed = time.perf_counter() - started
+    if merged is None:
+        leave(world)
+        return run, None, elapsed
+    maps = merged.finalize()
+    attrs = base_attrs(run, COMPLETE, n_blocks) | {"elapsed_s": elapsed, "processes": world.size,
+                                                   "nonfinite_values": nonfinite_summary(maps)}
+    sections = {"variables": variables, "checkpoints": maps}
+    if config.keep_state:  # float64 sums: to check exactness, or to merge with other runs later
+        sections["state"] = state_tree(merged.state())
+    results.write(attrs, sections)
+    leave(world)
+    return run, maps, elapsed

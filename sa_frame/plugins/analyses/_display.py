@@ -1,0 +1,63 @@
+"""Rich tables and matplotlib figures shared by the analyses of this plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray,
+                 fmt: str = "{:.3f}") -> None:
+    """A labelled matrix as a rich table (NaN shown as 'nan')."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("", no_wrap=True)
+    for c in columns:
+        table.add_column(str(c), justify="right", overflow="fold")
+    for label, row in zip(rows, np.asarray(values, dtype=float)):
+        table.add_row(str(label), *("nan" if not np.isfinite(v) else fmt.format(v) for v in row))
+    console.print(table)
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, out: Path) -> Path:
+    """The kernel's figure writer (PNG, closed afterwards, one clear line if unwritable)."""
+    from sa_frame import save_figure
+
+    return save_figure(fig, out)
+
+
+def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], xlabel: str, ylabel: str, title: str,
+            out: Path, limits: tuple[float, float] | None = None, annotate: bool = True) -> Path:
+    """A matrix as a heatmap PNG; NaN cells hatched (they are flagged, not zero)."""
+    plt = pyplot()
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(columns), 1.0 + 0.4 * len(rows)))
+    vmin, vmax = limits if limits else (np.nanmin(values), np.nanmax(values)) if np.isfinite(values).any() else (0, 1)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r" if limits and limits[0] < 0 else "viridis",
+                      vmin=vmin, vmax=vmax, aspect="auto")
+    for i, j in zip(*np.nonzero(~np.isfinite(values))):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey", lw=0))
+    if annotate and values.size <= 400:
+        for i, j in np.ndindex(values.shape):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return save(fig, out)

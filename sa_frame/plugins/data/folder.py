@@ -1,0 +1,83 @@
+"""Images in ImageFolder layout (``--data PATH`` or ``--data folder:PATH``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from sa_frame import DataSource, ImageSet, UsageError, read_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+PARTITION_DIRS = {"train": ("train",), "valid": ("valid", "val")}
+
+
+class FolderSet(ImageSet):
+    """Images in ImageFolder layout: root/train/<class>/*.jpg and root/valid (or val)/<class>/...,
+    or root/<class>/*.jpg (one partition, no partition variable). Resize of the shorter side to
+    size * 256/224 and a centre crop, as torchvision's ImageNet preprocessing."""
+
+    def __init__(self, root: Path, size: tuple[int, int], cache_images: int = 4096) -> None:
+        from functools import lru_cache
+
+        root = Path(root)
+        if not root.is_dir():
+            raise UsageError(f"data folder not found: {root} (use 'demo' or a folder in ImageFolder layout)")
+        found = {}
+        for part, names in PARTITION_DIRS.items():
+            for dirname in names:
+                if (root / dirname).is_dir():
+                    found[part] = root / dirname
+                    break
+        roots = found if found else {"all": root}
+        self.partitions = list(roots)
+        self.files: list[list[list[Path]]] = []
+        class_sets = []
+        for folder in roots.values():
+            classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+            class_sets.append(classes)
+            self.files.append([sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+                               for c in classes])
+        if not class_sets[0]:
+            raise UsageError(f"data folder {root} has no class sub-folders ({root}/<class>/<image> expected)")
+        if any(cs != class_sets[0] for cs in class_sets):
+            raise UsageError(f"data folder {root}: partitions {self.partitions} have different classes")
+        self.classes = class_sets[0]
+        for part, per_class in zip(self.partitions, self.files):
+            empty = [c for c, files in zip(self.classes, per_class) if not files]
+            if empty:
+                raise UsageError(f"data folder {root}: class folder {empty[0]!r} of partition {part!r} has no images")
+        self.size = size
+        self._load_one = lru_cache(maxsize=cache_images)(self._read)
+
+    def counts(self, partition: int) -> Tensor:
+        return torch.tensor([len(files) for files in self.files[partition]])
+
+    def _read(self, partition: int, cls: int, index: int) -> Tensor:
+        import torchvision.transforms.v2.functional as F
+
+        img = read_image(self.files[partition][cls][index])
+        h, w = self.size
+        img = F.resize(img, [round(min(h, w) * 256 / 224)], antialias=True)
+        return F.center_crop(img, [h, w]).float() / 255.0
+
+    def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
+        # one file per image: reading is I/O, decoded images are cached (rows share images)
+        return torch.stack([self._load_one(int(p), int(c), int(i))
+                            for c, i, p in zip(classes.tolist(), index.tolist(), partition.tolist())])
+
+
+
+
+class FolderSource(DataSource):
+    """``--data PATH``: a folder in ImageFolder layout, with or without partitions."""
+
+    name = "folder"
+    description = "a folder root/<class>/<image> or root/{train,valid|val}/<class>/<image>"
+
+    def claims(self, value: str) -> bool:
+        return value != "demo"  # any other bare value is a path (a missing one gets a clear error)
+
+    def open(self, argument: str, size: tuple[int, int]) -> FolderSet:
+        return FolderSet(Path(argument), size)

@@ -1,0 +1,132 @@
+"""Sensitivity maps as the analyses use them (SPEC B §6.3, §6.4, §8.1).
+
+Every analysis reads maps through here, so they all see the same values: Shapley
+effects as non-negative shares summing to 1 per activation (negative estimates clipped,
+then normalised by their sum), S1 and ST clipped to [0, 1], the contrast experiment's
+rank-biserial correlation as its absolute value, and the coefficient of variation from
+the run's mean and variance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sa_frame.core.errors import UsageError, unknown_name
+from sa_frame.results.store import COMPLETE, ResultsFile
+
+# value type -> the stored map it is derived from
+VALUE_SOURCES = {"shapley": "shapley_raw", "S1": "S1", "ST": "ST", "rank_biserial": "rank_biserial"}
+SHAPLEY_ZERO = 1e-8  # |share numerator| at or below this is 0 (SPEC B §6.3)
+SHAPLEY_EPS = 1e-20
+COV_OFFSET = 1e-5  # CoV = sqrt(var) / (|mean| + 1e-5) (SPEC B §6.4)
+
+
+def complete_results(path: str) -> ResultsFile:
+    """An existing, complete results file (UsageError otherwise)."""
+    results = ResultsFile(path)
+    attrs = results.attrs()
+    if attrs["status"] != COMPLETE:
+        raise UsageError(f"{path} is not complete ({attrs['blocks_done']} of {attrs['n_blocks']} blocks); finish it "
+                         f"with `sa-frame run --resume` before analysing it")
+    return results
+
+
+def value_types(results: ResultsFile) -> list[str]:
+    """The value types this file's estimator provides (e.g. ['S1', 'ST'] for sobol)."""
+    checkpoints = [str(c) for c in results.attrs()["checkpoints"]]
+    stored = set(results.keys(f"checkpoints/{checkpoints[0]}")) if checkpoints else set()
+    return [value for value, source in VALUE_SOURCES.items() if source in stored]
+
+
+def default_value(results: ResultsFile) -> str:
+    """The value type analyses use when none is asked for: Shapley, else S1, else the first."""
+    available = value_types(results)
+    if not available:
+        raise UsageError(f"{results.path} holds no sensitivity maps (estimator "
+                         f"{results.attrs()['estimator']!r}); analyses need a sobol, shapley or contrast run")
+    return next((v for v in ("shapley", "S1") if v in available), available[0])
+
+
+def check_value(results: ResultsFile, value: str | None) -> str:
+    """`value`, or the default one; UsageError naming what the file has."""
+    if value is None or value == "auto":
+        return default_value(results)
+    available = value_types(results)
+    if value not in available:
+        raise unknown_name(f"value type in {results.path}", value, available)
+    return value
+
+
+def checkpoints(results: ResultsFile) -> list[str]:
+    return [str(c) for c in results.attrs()["checkpoints"]]
+
+
+def check_checkpoints(results: ResultsFile, names: list[str] | None, conv_only: bool = False) -> list[str]:
+    """Checkpoints to analyse: all (or the convolutional ones: (C, H, W) maps with H*W > 1), or `names`
+    checked against the file."""
+    available = [c for c in checkpoints(results) if not conv_only or is_spatial(activation_shape(results, c))]
+    if not names:
+        if not available:
+            raise UsageError(f"{results.path} has no {'convolutional ' if conv_only else ''}checkpoints")
+        return available
+    for name in names:
+        if name not in available:
+            raise unknown_name("convolutional checkpoint" if conv_only else "checkpoint", name, available)
+    return list(names)
+
+
+def is_spatial(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3 and shape[1] * shape[2] > 1
+
+
+def activation_shape(results: ResultsFile, checkpoint: str) -> tuple[int, ...]:
+    return tuple(results.dataset(f"checkpoints/{checkpoint}/mean").shape)
+
+
+def map_rows(results: ResultsFile) -> list[str]:
+    """Labels of the maps' leading axis: the groups (augmentations and auxiliary variables)."""
+    attrs = results.attrs()
+    return [str(r) for r in attrs["map_rows"]] if "map_rows" in attrs else \
+        [str(g) for g in results.variables()["groups"]]
+
+
+def shapley_shares(raw: np.ndarray) -> np.ndarray:
+    """Group Shapley effects -> shares per activation: clip < 0 to 0, divide by the sum (SPEC B §6.3)."""
+    clipped = np.clip(raw, 0.0, None)
+    total = clipped.sum(axis=0, keepdims=True)
+    return np.where(np.abs(clipped) <= SHAPLEY_ZERO, 0.0, clipped / (SHAPLEY_EPS + total))
+
+
+def sensitivity(results: ResultsFile, value: str, checkpoint: str) -> np.ndarray:
+    """(n_rows, *activation_shape) float64 map of one value type, processed for analysis."""
+    return processed(value, results.dataset(f"checkpoints/{checkpoint}/{VALUE_SOURCES[value]}"))
+
+
+def processed(value: str, stored: np.ndarray) -> np.ndarray:
+    """A stored map (the VALUE_SOURCES entry of `value`) as analyses use it."""
+    raw = np.nan_to_num(np.asarray(stored, dtype=np.float64), nan=0.0)
+    if value == "shapley":
+        return shapley_shares(raw)
+    if value == "rank_biserial":
+        return np.abs(raw)
+    return np.clip(raw, 0.0, 1.0)
+
+
+def coefficient_of_variation(results: ResultsFile, checkpoint: str) -> np.ndarray:
+    """The coefficient of variation of the run's activations (not log-scaled)."""
+    mean = np.asarray(results.dataset(f"checkpoints/{checkpoint}/mean"), dtype=np.float64)
+    var = np.asarray(results.dataset(f"checkpoints/{checkpoint}/var"), dtype=np.float64)
+    return cov_from_moments(mean, var)
+
+
+def cov_from_moments(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """sqrt(max(var, 0)) / (|mean| + 1e-5): the one CoV formula (the offset keeps units whose
+    mean is 0 finite)."""
+    return np.sqrt(np.maximum(var, 0.0)) / (np.abs(mean) + COV_OFFSET)
+
+
+def display_values(value: np.ndarray, fraction: bool) -> np.ndarray:
+    """A map as summaries show it: |index|, shares of variance (`fraction`) clipped to [0, 1]
+    — near-dead units with a tiny variance estimate otherwise dominate a mean."""
+    value = np.abs(np.asarray(value, dtype=float))
+    return np.clip(value, 0.0, 1.0) if fraction else value

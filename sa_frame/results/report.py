@@ -1,0 +1,135 @@
+"""What a person reads and looks at: summary tables (rich) and figures (matplotlib) of a
+results file. Only reads the file; never reruns anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sa_frame.core.errors import UsageError, unknown_name
+from sa_frame.core.estimator import Estimator
+from sa_frame.core.registry import lookup
+from sa_frame.results.maps import display_values, map_rows
+from sa_frame.results.store import ResultsFile
+
+
+def estimator_of(results: ResultsFile) -> Estimator:
+    """The registered estimator that wrote a results file."""
+    return lookup("estimator", results.attrs()["estimator"])
+
+
+def group_means(maps: dict[str, Any], key: str, n_groups: int, fraction: bool) -> np.ndarray | None:
+    """Mean over all activations of one index map per group; None if the map is absent."""
+    value = maps.get(key)
+    if value is None:
+        return None
+    value = display_values(value, fraction)
+    if value.ndim == 0 or value.shape[0] != n_groups:  # a map without a group axis (e.g. cov)
+        return np.array([np.nanmean(value)])
+    return np.nanmean(value.reshape(n_groups, -1), axis=1)
+
+
+def summary_rows(results: ResultsFile, key: str, estimator: Estimator | None = None) \
+        -> tuple[list[str], list[str], np.ndarray]:
+    """(row labels, checkpoint names, means) for one summary map of a results file."""
+    estimator = estimator or estimator_of(results)
+    groups = map_rows(results)
+    maps = results.checkpoint_maps()
+    checkpoints = [str(c) for c in results.attrs()["checkpoints"]]
+    columns = [group_means(maps[c], key, len(groups), key in estimator.fractions) for c in checkpoints]
+    labels = groups if columns and columns[0] is not None and len(columns[0]) == len(groups) else [key]
+    table = np.stack([c if c is not None else np.full(len(labels), np.nan) for c in columns], axis=1)
+    return labels, checkpoints, table
+
+
+def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: tuple[str, ...] | None = None) \
+        -> Path:
+    """A heatmap per summary map (default: the estimator's): groups x checkpoints, mean |index| (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = keys or estimator.summary
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys) + 1, 4.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        labels, checkpoints, table = summary_rows(results, key, estimator)
+        image = ax.imshow(table, cmap="viridis", aspect="auto", vmin=0)
+        ax.set_xticks(range(len(checkpoints)), checkpoints, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_title(f"mean {key} per activation" + (" (clipped to [0, 1])" if key in estimator.fractions else ""))
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    attrs = results.attrs()
+    fig.suptitle(f"{attrs['model']} - {attrs['estimator']} - {results.path.name}")
+    fig.tight_layout()
+    save_figure(fig, out)
+    return out
+
+
+def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | None, out: Path) -> Path:
+    """One unit's sensitivity map per variable (paper Figure 3): images for conv checkpoints."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maps = results.checkpoint_maps()
+    if checkpoint not in maps:
+        raise unknown_name("checkpoint", checkpoint, maps)
+    key = key or estimator_of(results).summary[0]
+    if key not in maps[checkpoint]:
+        raise unknown_name("index map", key, maps[checkpoint])
+    values = np.asarray(maps[checkpoint][key], dtype=float)
+    groups = map_rows(results)
+    if values.ndim < 2 or not 0 <= unit < values.shape[1]:
+        raise UsageError(f"unit must lie in 0..{values.shape[1] - 1 if values.ndim >= 2 else 0} for checkpoint "
+                         f"{checkpoint!r} (shape {values.shape[1:]})")
+    per_unit = values[:, unit]
+    if per_unit.ndim == 2:  # (groups, H, W) maps
+        fig, axes = plt.subplots(1, len(groups), figsize=(2.2 * len(groups), 2.6), squeeze=False)
+        vmax = np.nanmax(per_unit) if np.isfinite(per_unit).any() else 1.0
+        for ax, name, grid in zip(axes[0], groups, per_unit):
+            im = ax.imshow(grid, cmap="magma", vmin=0, vmax=vmax)
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.02)
+    else:
+        fig, ax = plt.subplots(figsize=(1 + 0.6 * len(groups), 3))
+        ax.bar(groups, per_unit.reshape(len(groups), -1).mean(axis=1))
+        ax.tick_params(axis="x", rotation=45)
+    fig.suptitle(f"{checkpoint}, unit {unit}: {key}")
+    save_figure(fig, out)
+    return out
+
+
+def save_figure(fig: Any, out: Path) -> Path:
+    """Write a matplotlib figure as PNG and close it (UsageError naming an unwritable path)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(out, dpi=110, bbox_inches="tight")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return out
+
+
+def top_units(results: ResultsFile, key: str, k: int = 3, estimator: Estimator | None = None) \
+        -> list[tuple[str, str, str]]:
+    """(checkpoint, group, 'unit (score), ...') for the k most sensitive units per group."""
+    fraction = key in (estimator or estimator_of(results)).fractions
+    groups = map_rows(results)
+    maps = results.checkpoint_maps()
+    rows = []
+    for checkpoint in [str(c) for c in results.attrs()["checkpoints"]]:
+        values = np.asarray(maps[checkpoint].get(key, np.empty(0)), dtype=float)
+        if values.ndim < 2 or values.shape[0] != len(groups):
+            continue
+        per_unit = np.nanmean(display_values(values, fraction).reshape(len(groups), values.shape[1], -1), axis=2)
+        for g, name in enumerate(groups):
+            best = np.argsort(-np.nan_to_num(per_unit[g], nan=-1))[:k]
+            rows.append((checkpoint, name, ", ".join(f"{u} ({per_unit[g, u]:.3f})" for u in best)))
+    return rows

@@ -1,0 +1,147 @@
+"""The plugin registry, the CLI shell and a real pip-installed third-party plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import sa_frame
+from sa_frame.core import registry as plugin_module
+from sa_frame.cli.app import build_app, main
+from sa_frame.core.errors import PluginError, UsageError
+from tests.plugins.every_hook import CheckpointOverride, DuplicateEstimator, EveryHookPlugin
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def every_hook():
+    reg = plugin_module.registry()
+    reg.add_plugin(EveryHookPlugin(), provider="tests", version="9.9")
+    return reg
+
+
+def _cli(*args):
+    return CliRunner().invoke(build_app(), list(args))
+
+
+def test_every_kind_is_collected_with_its_provider(every_hook):
+    for kind, name in [("model", "test-model"), ("augmentation", "test-brighten"), ("sampler", "test-sampler"),
+                       ("estimator", "test-estimator"), ("analysis", "test-analysis")]:
+        reg = every_hook.entries(kind)[name]
+        assert (reg.provider, reg.version, reg.builtin) == ("tests", "9.9", False)
+    assert sa_frame.registered("checkpoint")["test-model"] == ["layer1", "fc"]
+    assert sa_frame.registered("augmentation_set")["test-set"] == ["test-brighten"]
+    assert "sobol" in sa_frame.registered("estimator")  # built-ins alongside
+
+
+def test_family_names_resolve_by_prefix(every_hook):
+    assert sa_frame.lookup("model", "test-family/wide").name == "test-family/wide"
+    with pytest.raises(UsageError, match="unknown model 'test-famly/wide'"):
+        sa_frame.lookup("model", "test-famly/wide")
+
+
+def test_later_plugin_overrides_checkpoints(every_hook):
+    every_hook.add_plugin(CheckpointOverride(), provider="other")
+    assert sa_frame.registered("checkpoint")["test-model"] == ["fc"]
+
+
+def test_duplicate_name_names_both_providers(every_hook):
+    every_hook.add_plugin(DuplicateEstimator(), provider="dup-dist", version="1")
+    with pytest.raises(PluginError, match="estimator 'test-estimator' is registered twice: by tests .* and by "
+                                          "dup-dist"):
+        sa_frame.registered("estimator")
+
+
+def test_unknown_names_list_registered_and_closest():
+    with pytest.raises(UsageError, match=r"unknown estimator 'shaply' \(did you mean 'shapley'\?\); registered: "
+                                         r"contrast, shapley, sobol, variance"):
+        sa_frame.lookup("estimator", "shaply")
+    with pytest.raises(UsageError, match="unknown plugin kind 'estimatr'.*'estimator'"):
+        sa_frame.registered("estimatr")
+
+
+def test_augmentation_contract_validates_inputs(every_hook):
+    aug = sa_frame.registered("augmentation")["test-brighten"]
+    images = torch.rand(4, 3, 8, 8)
+    out = aug(images, {"factor": torch.tensor([0.5, 1.0, 0.75, 1.0])})
+    torch.testing.assert_close(out[0], images[0] * 0.5)
+    torch.testing.assert_close(aug(images, aug.identity_params(4)), images)
+    for params, message in [({"factor": torch.tensor([2.0, 1, 1, 1])}, "'factor'.*outside its range"),
+                            ({"factor": torch.ones(3)}, "one value per image"),
+                            ({}, "missing \\['factor'\\]")]:
+        with pytest.raises(UsageError, match=f"test-brighten.*{message}"):
+            aug(images, params)
+    with pytest.raises(UsageError, match="float in \\[0, 1\\], got torch.uint8"):
+        aug((images * 255).to(torch.uint8), {"factor": torch.ones(4)})
+    with pytest.raises(UsageError, match="must lie in \\[0, 1\\]"):
+        aug(images + 1, {"factor": torch.ones(4)})
+
+
+def test_plugin_commands_and_listing(every_hook):
+    result = _cli("hello", "--name", "sa")
+    assert result.exit_code == 0 and result.output.strip() == "hello sa"
+    listed = json.loads(_cli("plugins", "--json").output)
+    assert {"kind": "augmentation", "name": "test-brighten", "provider": "tests", "version": "9.9"} in listed
+    assert all(item["provider"] == "tests" for item in listed)  # built-ins only with --all
+    everything = json.loads(_cli("plugins", "--json", "--all").output)
+    assert {"kind": "estimator", "name": "sobol", "provider": "sa-frame", "version": sa_frame.__version__} \
+        in everything
+    only = json.loads(_cli("plugins", "--json", "--kind", "augmentation_set").output)
+    assert only == [{"kind": "augmentation_set", "name": "test-set", "provider": "tests", "version": "9.9"}]
+    sets = json.loads(_cli("plugins", "--json", "--all", "--kind", "augmentation_set").output)
+    assert [s["name"] for s in sets] == ["a1", "a2", "test-set"]
+
+
+def _run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "sa_frame", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=ROOT)
+
+
+def test_cli_exit_codes_and_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["plugins", "--kind", "nonsense"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown plugin kind 'nonsense'" in err and "estimator" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"sa-frame {sa_frame.__version__}"
+    with pytest.raises(SystemExit) as exc:
+        main(["--debug", "plugins", "--kind", "nonsense"])
+    assert exc.value.code == 2 and "Traceback" in capsys.readouterr().err
+
+
+def test_example_plugin_after_pip_install(tmp_path):
+    """The example distribution, pip-installed, shows up through its entry point."""
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(target), str(ROOT / "examples" / "sa-frame-vignette")],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    env = {"PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
+    listed = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "vignette"})
+    assert listed.returncode == 0, listed.stderr
+    assert {"kind": "augmentation", "name": "vignette", "provider": "sa-frame-vignette", "version": "0.1.0"} \
+        in json.loads(listed.stdout)
+    everything = json.loads(_run_cli("plugins", "--json", "--all", env={**env, "SA_FRAME_LOAD_PLUGINS": "vignette"}
+                                     ).stdout)
+    assert {"sobol", "vignette"} <= {item["name"] for item in everything}
+    # the allowlist keeps it out
+    blocked = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "something-else"})
+    assert json.loads(blocked.stdout) == []
+    # and it really augments: identity is a no-op, strength 1 blackens the corners
+    code = ("import torch, sa_frame_vignette as v; a = v.Vignette(); x = torch.rand(2, 3, 9, 9); "
+            "y = a(x, {'strength': torch.tensor([0.0, 1.0])}); "
+            "print(bool(torch.equal(y[0], x[0])), float(y[1, :, 0, 0].abs().max()), bool(torch.equal(y[1, :, 4, 4], x[1, :, 4, 4])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert out.stdout.split() == ["True", "0.0", "True"], out.stderr
