@@ -18,12 +18,11 @@ _LAZY = {
     # sensitivity-analysis variables and problems
     "Problem": "sa_frame.core.problem",
     **{name: "sa_frame.core.variables" for name in (
-        "Uniform", "LogUniform", "IntUniform", "Switch", "Categorical", "Permutation", "Constant",
+        "Uniform", "LogUniform", "IntUniform", "Switch", "Categorical", "Constant",
         "SpikeAndSlab", "MultivariateNormal", "Variable", "Block")},
     # plugin base types and their options
     "Model": "sa_frame.core.model",
     "load_state_dict_file": "sa_frame.core.model",
-    "offline_weights_error": "sa_frame.core.model",
     "Augmentation": "sa_frame.core.augmentation",
     "DataSource": "sa_frame.core.data",
     "ImageSet": "sa_frame.core.data",
@@ -43,6 +42,8 @@ _LAZY = {
     "PluginError": "sa_frame.core.errors",
     "unknown_name": "sa_frame.core.errors",
     "closest": "sa_frame.core.errors",
+    "did_you_mean": "sa_frame.core.errors",
+    "yaml_error": "sa_frame.core.errors",
     # the registry
     "registered": "sa_frame.core.registry",
     "lookup": "sa_frame.core.registry",
@@ -56,6 +57,7 @@ _LAZY = {
     "mask_factor": "sa_frame.engine.capture",
     "resolve_modules": "sa_frame.engine.capture",
     "AugmentationChain": "sa_frame.engine.chain",
+    "Permutation": "sa_frame.engine.order",
     "resolve_augmentations": "sa_frame.engine.chain",
     "rebuild": "sa_frame.engine.rebuild",
     "Rebuilt": "sa_frame.engine.rebuild",

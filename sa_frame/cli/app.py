@@ -36,9 +36,9 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list of objects.")] = False,
 ) -> None:
     """List registered plugins: kind, name, providing distribution and version."""
-    from sa_frame.core.registry import KIND_HOOKS, check_kind, registry
+    from sa_frame.core.registry import KIND_HOOKS, registry
 
-    kinds = [check_kind(KIND_ALIASES.get(kind, kind))] if kind else list(KIND_HOOKS)
+    kinds = [KIND_ALIASES.get(kind, kind)] if kind else list(KIND_HOOKS)
     reg = registry()
     rows = [r for k in kinds for r in reg.entries(k).values() if all_ or not r.builtin]
     if as_json:

@@ -1,4 +1,4 @@
-"""The Analysis contract (DESIGN §7) and how `sa-frame analyze` runs one.
+"""The Analysis contract (docs/architecture.md) and how `sa-frame analyze` runs one.
 
 An analysis reads a complete results file (and, for predictions, runs the model again),
 returns a tree of named arrays that the kernel writes under `/analyses/<name>`, prints

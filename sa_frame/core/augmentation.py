@@ -1,4 +1,4 @@
-"""The Augmentation contract (DESIGN §7) that built-in and third-party augmentations implement.
+"""The Augmentation contract (docs/architecture.md) that built-in and third-party augmentations implement.
 
 An augmentation works on a whole batch: `apply(images, params)` gets a (B, 3, H, W)
 float tensor in [0, 1] on any device and one value per image for every parameter, as

@@ -179,6 +179,8 @@ class Estimator(ABC):
     summary: tuple[str, ...] = ()
     #: maps that are shares of variance (summaries clip them to [0, 1])
     fractions: frozenset[str] = frozenset()
+    #: maps without the leading axis of map rows (one value per activation, e.g. a mean)
+    ungrouped: frozenset[str] = frozenset({"mean", "var", "zero_variance", "nonfinite"})
     #: a dataclass whose fields (made with `sa_frame.option`) are the estimator's options
     Options: type = NoOptions
     #: profile ("paper", "quick", "demo") -> {"n": design size, option: default, ...}

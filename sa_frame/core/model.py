@@ -1,4 +1,4 @@
-"""The Model contract (DESIGN §7) and weight loading shared by every model plugin.
+"""The Model contract (docs/architecture.md) and weight loading shared by every model plugin.
 
 A model plugin knows how to build the network, which modules are its default
 checkpoints, which module classifies, its input size and normalisation. Weights are
@@ -86,10 +86,3 @@ def load_state_dict_file(module: nn.Module, path: Path, model_name: str) -> None
     if unexpected:
         raise UsageError(f"weights file {path} does not fit {model_name}: unexpected key {unexpected[0]!r}")
     module.load_state_dict(state)
-
-
-def offline_weights_error(model_name: str, file_name: str, directory: Path, how: str = "") -> UsageError:
-    """The message for pretrained weights that are neither cached nor downloadable."""
-    hint = f" ({how})" if how else ""
-    return UsageError(f"ImageNet weights for {model_name} are not cached and could not be downloaded: place "
-                      f"{file_name} in {directory}{hint}, or use --weights random / a state-dict file")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from sa_frame.core.errors import UsageError, closest
+from sa_frame.core.errors import UsageError, did_you_mean
 
 
 @dataclasses.dataclass
@@ -59,9 +59,8 @@ def make_options(options_type: type, values: Mapping[str, Any], owner: str) -> A
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
     unknown = [key for key in values if key not in fields]
     if unknown:
-        near = closest(unknown[0], fields)
-        hint = f" (did you mean {' or '.join(repr(c) for c in near)}?)" if near else ""
-        raise UsageError(f"{owner}: unknown options {unknown}{hint}; allowed: {', '.join(fields) or '(none)'}")
+        raise UsageError(f"{owner}: unknown options {unknown}{did_you_mean(unknown[0], fields)}; allowed: "
+                         f"{', '.join(fields) or '(none)'}")
     return options_type(**{key: coerce(owner, key, value, fields[key]) for key, value in values.items()})
 
 

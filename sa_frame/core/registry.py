@@ -197,11 +197,5 @@ def lookup(kind: str, name: str) -> Any:
     return registry().get(kind, name)
 
 
-def check_kind(kind: str) -> str:
-    if kind not in KIND_HOOKS:
-        raise unknown_name("plugin kind", kind, KIND_HOOKS)
-    return kind
-
-
-__all__ = ["DEFAULT_PLUGINS", "KIND_HOOKS", "Registration", "Registry", "UsageError", "check_kind",
+__all__ = ["DEFAULT_PLUGINS", "KIND_HOOKS", "Registration", "Registry", "UsageError",
            "lookup", "registered", "registry", "reset_registry"]

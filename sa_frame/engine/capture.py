@@ -1,4 +1,4 @@
-"""Forward hooks: record checkpoint outputs, and mask them (guided masking, SPEC B §8.5).
+"""Forward hooks: record checkpoint outputs, and mask them (guided masking).
 
 `Capture` records the outputs of the chosen modules for one forward pass, kept on the
 device; the classifying module's output is recorded as softmax probabilities by
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from sa_frame.core.errors import UsageError, closest
+from sa_frame.core.errors import UsageError, did_you_mean
 
 CLASSIFIER_OUTPUTS = ("softmax", "logits")
 MASK_MODES = ("raw", "invert", "threshold")
@@ -29,8 +29,7 @@ def resolve_modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modu
     out = {}
     for name in names:
         if name not in modules or name == "":
-            near = closest(name, [n for n in modules if n])
-            hint = f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
+            hint = did_you_mean(name, [n for n in modules if n])
             listed = ", ".join(n for n in modules if n)
             if len(listed) > 600:
                 listed = listed[:600] + ", ..."

@@ -1,8 +1,8 @@
 """A chain of augmentations applied in a per-image order, and its SA variables.
 
-Scheme 1 (Sobol, SPEC B §3): parameterised augmentations are always applied;
+Scheme 1 (Sobol): parameterised augmentations are always applied;
 parameter-free ones carry a switch ("<aug>.on", applied when on). Scheme 2 (Shapley,
-SPEC B §4): every augmentation is a spike-and-slab block — a switch plus its parameters,
+): every augmentation is a spike-and-slab block — a switch plus its parameters,
 which sit at their identity values when it is off, and an augmentation that is off is
 skipped. A permutation variable (Lehmer code) gives each image its order.
 """
@@ -16,7 +16,8 @@ from torch import Tensor
 
 from sa_frame.core.augmentation import Augmentation
 from sa_frame.core.errors import UsageError
-from sa_frame.core.variables import Block, Permutation, SpikeAndSlab, Switch
+from sa_frame.core.variables import Block, SpikeAndSlab, Switch
+from sa_frame.engine.order import Permutation
 
 SCHEMES = (1, 2)
 PERMUTATION = "permutation"

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from sa_frame.core.errors import UsageError, closest
+from sa_frame.core.errors import UsageError, did_you_mean, yaml_error
 
 # Flags and top-level YAML keys kept as documented aliases of estimator options
 # (``--n-outer 4`` is ``-o n_outer=4``).
@@ -67,10 +67,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{path}:{where}: YAML syntax error: {problem}") from None
+        raise yaml_error(path, exc) from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the config must be a mapping of keys to values, got {type(data).__name__}")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -82,13 +79,9 @@ def load_config_file(path: Path) -> dict[str, Any]:
         if key in FILE_KEYS or key in OPTION_ALIASES:
             continue
         allowed = [*FILE_KEYS, *OPTION_ALIASES]
-        raise UsageError(f"{path}: unknown key {key!r}{_hint(key, allowed)}; allowed: {', '.join(allowed)}")
+        raise UsageError(f"{path}: unknown key {key!r}{did_you_mean(key, allowed, 1)}; allowed: "
+                         f"{', '.join(allowed)}")
     return data
-
-
-def _hint(key: str, allowed: list[str]) -> str:
-    near = closest(key, allowed)
-    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def build_config(file_values: dict[str, Any], flags: dict[str, Any], source: str = "flags") -> RunConfig:

@@ -1,4 +1,4 @@
-"""Several processes, one run (torchrun; DESIGN §4).
+"""Several processes, one run (torchrun; docs/scaling.md).
 
 Under ``torchrun --nproc-per-node K -m sa_frame run ...`` every process builds the same
 plan; rank r folds design blocks start+r, start+r+W, ... into its own accumulator. At a

@@ -22,7 +22,7 @@ CHUNK_BYTES = 20 * 2**20  # CPU input preparation chunk: 33 images of 224 px, be
 
 
 def minmax(images: Tensor) -> Tensor:
-    """The research code's per-image, per-channel min-max rescale (SPEC B §1.3), as an option."""
+    """The research code's per-image, per-channel min-max rescale, as an option."""
     low = images.amin(dim=(-2, -1), keepdim=True)
     shifted = images - low
     high = shifted.amax(dim=(-2, -1), keepdim=True)

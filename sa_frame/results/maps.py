@@ -1,4 +1,4 @@
-"""Sensitivity maps as the analyses use them (SPEC B §6.3, §6.4, §8.1).
+"""Sensitivity maps as the analyses use them.
 
 Every analysis reads maps through here, so they all see the same values: Shapley
 effects as non-negative shares summing to 1 per activation (negative estimates clipped,
@@ -16,9 +16,9 @@ from sa_frame.results.store import COMPLETE, ResultsFile
 
 # value type -> the stored map it is derived from
 VALUE_SOURCES = {"shapley": "shapley_raw", "S1": "S1", "ST": "ST", "rank_biserial": "rank_biserial"}
-SHAPLEY_ZERO = 1e-8  # |share numerator| at or below this is 0 (SPEC B §6.3)
+SHAPLEY_ZERO = 1e-8  # |share numerator| at or below this is 0
 SHAPLEY_EPS = 1e-20
-COV_OFFSET = 1e-5  # CoV = sqrt(var) / (|mean| + 1e-5) (SPEC B §6.4)
+COV_OFFSET = 1e-5  # CoV = sqrt(var) / (|mean| + 1e-5)
 
 
 def complete_results(path: str) -> ResultsFile:
@@ -91,7 +91,7 @@ def map_rows(results: ResultsFile) -> list[str]:
 
 
 def shapley_shares(raw: np.ndarray) -> np.ndarray:
-    """Group Shapley effects -> shares per activation: clip < 0 to 0, divide by the sum (SPEC B §6.3)."""
+    """Group Shapley effects -> shares per activation: clip < 0 to 0, divide by the sum."""
     clipped = np.clip(raw, 0.0, None)
     total = clipped.sum(axis=0, keepdims=True)
     return np.where(np.abs(clipped) <= SHAPLEY_ZERO, 0.0, clipped / (SHAPLEY_EPS + total))

@@ -20,13 +20,15 @@ def estimator_of(results: ResultsFile) -> Estimator:
     return lookup("estimator", results.attrs()["estimator"])
 
 
-def group_means(maps: dict[str, Any], key: str, n_groups: int, fraction: bool) -> np.ndarray | None:
-    """Mean over all activations of one index map per group; None if the map is absent."""
+def group_means(maps: dict[str, Any], key: str, n_groups: int, fraction: bool, grouped: bool = True) \
+        -> np.ndarray | None:
+    """Mean over all activations of one index map per group (one mean for a map without the
+    group axis); None if the map is absent."""
     value = maps.get(key)
     if value is None:
         return None
     value = display_values(value, fraction)
-    if value.ndim == 0 or value.shape[0] != n_groups:  # a map without a group axis (e.g. cov)
+    if not grouped or value.ndim == 0 or value.shape[0] != n_groups:  # a map without a group axis (e.g. cov)
         return np.array([np.nanmean(value)])
     return np.nanmean(value.reshape(n_groups, -1), axis=1)
 
@@ -38,7 +40,8 @@ def summary_rows(results: ResultsFile, key: str, estimator: Estimator | None = N
     groups = map_rows(results)
     maps = results.checkpoint_maps()
     checkpoints = [str(c) for c in results.attrs()["checkpoints"]]
-    columns = [group_means(maps[c], key, len(groups), key in estimator.fractions) for c in checkpoints]
+    columns = [group_means(maps[c], key, len(groups), key in estimator.fractions, key not in estimator.ungrouped)
+               for c in checkpoints]
     labels = groups if columns and columns[0] is not None and len(columns[0]) == len(groups) else [key]
     table = np.stack([c if c is not None else np.full(len(labels), np.nan) for c in columns], axis=1)
     return labels, checkpoints, table

@@ -1,4 +1,4 @@
-"""The HDF5 results file (DESIGN §5), written atomically.
+"""The HDF5 results file (docs/architecture.md), written atomically.
 
 Root attributes: schema version, run config (YAML), package and plugin versions, seed,
 design, status (running / complete), blocks done. `/variables`, `/checkpoints/<name>/<stat>`
@@ -44,8 +44,8 @@ def _decode(value: Any) -> Any:
     return value
 
 
-# Sections whose float64 arrays are stored as float32: index maps need no more (SPEC B
-# §11.27: float32 storage, float64 accumulation). The resumable state keeps float64 so
+# Sections whose float64 arrays are stored as float32: index maps need no more
+# (float32 storage, float64 accumulation). The resumable state keeps float64 so
 # that a resumed run is exactly an uninterrupted one; analyses are small and stay float64.
 FLOAT32_SECTIONS = frozenset({"checkpoints"})
 

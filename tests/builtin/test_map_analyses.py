@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sa_frame.results import maps
-from sa_frame.results.store import ResultsFile
+from sa_frame.plugins.analyses._spearman import spearman_matrices, spearman_vectors, spearman_with
 from sa_frame.plugins.analyses.correlation import pixel_averaged, unit_as_observations
 from sa_frame.plugins.analyses.lda import cross_validated, samples
-from sa_frame.plugins.analyses._spearman import spearman_matrices, spearman_vectors, spearman_with
+from sa_frame.results import maps
+from sa_frame.results.store import ResultsFile
 from tests.cli_runner import cli
 
 

@@ -12,8 +12,8 @@ import torch
 import sa_frame
 from sa_frame import UsageError
 from sa_frame.engine.capture import Capture, Masking
-from sa_frame.plugins.data.demo import DemoImages
 from sa_frame.plugins.analyses._network_segments import build_segment
+from sa_frame.plugins.data.demo import DemoImages
 
 torch.manual_seed(0)
 

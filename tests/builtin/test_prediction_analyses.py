@@ -12,12 +12,11 @@ from scipy.stats import spearmanr
 
 from sa_frame.engine.capture import Masking
 from sa_frame.engine.rebuild import rebuild
-from sa_frame.results.store import ResultsFile
+from sa_frame.plugins.analyses._predictions import MaskConfig, StackedMasking, intersections, mask_configs, mask_factors
 from sa_frame.plugins.analyses.clustering import average_linkage, signature_distances
 from sa_frame.plugins.analyses.masking import signature_pattern
-from sa_frame.plugins.analyses._predictions import (MaskConfig, StackedMasking, intersections, mask_configs,
-                                                   mask_factors)
 from sa_frame.plugins.analyses.single_class import jaccard, sensitive_classes
+from sa_frame.results.store import ResultsFile
 from tests.cli_runner import cli
 
 SMALL = ["-o", "per_class=2", "-o", "n_inner=2", "-o", "batch_size=8"]
@@ -235,8 +234,8 @@ def test_a_third_party_analysis_runs_through_analyze(shapley_run):
 
     import sa_frame
     from sa_frame import hookimpl
-    from sa_frame.results import maps as analysed_maps
     from sa_frame.core.registry import registry
+    from sa_frame.results import maps as analysed_maps
 
     @dataclass
     class ThresholdOptions:

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 import sa_frame
-from sa_frame.core import registry as plugin_module
 from sa_frame.cli.app import build_app, main
+from sa_frame.core import registry as plugin_module
 from sa_frame.core.errors import PluginError, UsageError
 from tests.plugins.every_hook import CheckpointOverride, DuplicateEstimator, EveryHookPlugin
 

@@ -11,8 +11,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sa_frame import (Categorical, Constant, IntUniform, LogUniform, MultivariateNormal, Permutation, Problem,
-                      SpikeAndSlab, Switch, Uniform, UsageError)
+from sa_frame import (
+    Categorical,
+    Constant,
+    IntUniform,
+    LogUniform,
+    MultivariateNormal,
+    Permutation,
+    Problem,
+    SpikeAndSlab,
+    Switch,
+    Uniform,
+    UsageError,
+)
 
 units = st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=64)
 bounds = st.tuples(st.floats(-1e3, 1e3), st.floats(1e-3, 1e3)).map(lambda t: (t[0], t[0] + t[1]))

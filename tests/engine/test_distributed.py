@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from sa_frame.results.store import ResultsFile
-from tests.plugins.known_answer import install
 from tests.cli_runner import cli
 from tests.engine.test_run import KA, ROOT, _blocks_done
+from tests.plugins.known_answer import install
 
 ENV = {**os.environ, "SA_FRAME_LOAD_PLUGINS": "", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -161,9 +161,9 @@ def test_nonfinite_activations_are_counted_and_left_out(tmp_path):
 
 
 def test_binned_contrast_is_not_split_across_processes(monkeypatch):
+    from sa_frame.core.errors import UsageError
     from sa_frame.engine.config import build_config
     from sa_frame.engine.distributed import World
-    from sa_frame.core.errors import UsageError
     from sa_frame.engine.run import execute
 
     install()

@@ -112,8 +112,24 @@ def test_demo_default_show_and_plot(tmp_path, monkeypatch):
     s1 = results.read("checkpoints")["features.5"]["S1"]
     assert s1.shape == (8, 32, 16, 16)  # (groups, *activation shape)
     assert "a1" in attrs["config"] and attrs["versions"]["sa-frame"]
+    import h5py as h5py_module
+
+    opened = []
+    real_file = h5py_module.File
+
+    def counting_file(*args, **kwargs):
+        opened.append(args[0])
+        return real_file(*args, **kwargs)
+
+    monkeypatch.setattr(h5py_module, "File", counting_file)
     code, out, _ = cli("show", tmp_path / "results.h5")
+    monkeypatch.setattr(h5py_module, "File", real_file)
     assert code == 0 and "most sensitive units" in out and "erasing" in out
+    assert len(opened) == 3  # attributes, variables and maps: each read once
+    table = out[out.index("mean S1 clipped"):]
+    erasing = next(line for line in table.splitlines() if "erasing" in line)
+    expected = np.clip(np.abs(s1[0]), 0, 1).mean()  # the summary's number for erasing at features.5
+    assert f"{expected:.3f}" in erasing
     code, out, _ = cli("plot", tmp_path / "results.h5", "--checkpoint", "features.5", "--unit", "3")
     assert code == 0 and (tmp_path / "results.features.5.3.png").stat().st_size > 1000
     code, out, _ = cli("plot", tmp_path / "results.h5")

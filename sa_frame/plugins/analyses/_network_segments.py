@@ -1,4 +1,4 @@
-"""Standalone segments of a network (SPEC B §8.7): consecutive modules copied out of the
+"""Standalone segments of a network: consecutive modules copied out of the
 model, keeping only selected output channels, fed a single image channel (H, S or V)
 repeated to the segment's input channels.
 

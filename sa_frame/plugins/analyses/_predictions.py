@@ -1,4 +1,4 @@
-"""Predictions of a run's network under single augmentations and guided masks (SPEC B §8.5).
+"""Predictions of a run's network under single augmentations and guided masks.
 
 For every batch of evaluation images and every input condition (the original image, or
 one augmentation with `n_inner` parameter draws), ONE forward pass evaluates all masking
@@ -202,10 +202,12 @@ def predict_batch(replay: Rebuilt, masking: StackedMasking | None, images: Tenso
 
 
 def compute_predictions(replay: Rebuilt, store: PredictionStore, masks: Mapping[str, Mapping[str, Tensor]],
-                        configs: Sequence[MaskConfig], per_class: int, partition_name: str | None, n_inner: int,
-                        batch_size: int, max_rows: int, top_n: int, seed: int, progress: Callable[[int], None]) -> int:
-    """Fill the store batch by batch (skipping stored batches); returns the number of images."""
-    classes, index, partition = replay.evaluation_images(per_class, partition_name)
+                        configs: Sequence[MaskConfig], settings: StoreIdentity, max_rows: int,
+                        progress: Callable[[int], None]) -> int:
+    """Fill the store batch by batch (skipping stored batches) with the predictions of the
+    images, draws and batches `settings` describe; returns the number of images."""
+    batch_size, top_n, seed, n_inner = settings.batch_size, settings.top_n, settings.seed, settings.n_inner
+    classes, index, partition = replay.evaluation_images(settings.per_class, settings.partition or None)
     n_images = classes.numel()
     factors = mask_factors({c: {v: m.to(replay.device) for v, m in per.items()} for c, per in masks.items()},
                            configs) if masks else {}

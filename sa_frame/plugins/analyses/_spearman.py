@@ -3,7 +3,7 @@
 scipy.stats.spearmanr computes one matrix per call; the map analyses need one per pixel
 (tens of thousands per checkpoint), so the ranks come from scipy.stats.rankdata along
 one axis and the correlations from a single einsum. A constant variable has no rank
-correlation: its entries are NaN here and the callers decide (SPEC B §8.2: 0 and flagged).
+correlation: its entries are NaN here and the callers decide (the correlation analyses: 0 and flagged).
 """
 
 from __future__ import annotations

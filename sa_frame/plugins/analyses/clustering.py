@@ -1,4 +1,4 @@
-"""Hierarchical clustering of the masking signatures (paper Appendix C, SPEC B §8.5).
+"""Hierarchical clustering of the masking signatures (paper Appendix C).
 
 Objects are the (input augmentation, masking variable) pairs of a `masking` analysis,
 described by their 17 top-1 accuracies; their distance is sqrt(1 - |Spearman rho|) and

@@ -1,5 +1,5 @@
 """How sensitivity maps relate: unit-wise Spearman correlations between SA variables
-(SPEC B §8.2) and spatial correlation maps with the coefficient of variation (§8.3).
+ and spatial correlation maps with the coefficient of variation (§8.3).
 
 `correlation`: per checkpoint and value type, for each pixel the Spearman matrix between
 variables with the units (channels) as observations; mean over pixels, std (ddof 1)
@@ -48,7 +48,7 @@ def unit_as_observations(values: np.ndarray) -> np.ndarray:
 
 
 def pixel_averaged(values: np.ndarray, nan_policy: str) -> dict[str, np.ndarray]:
-    """Per-pixel Spearman matrices between variables (V, C, P), averaged over pixels (SPEC B §8.2)."""
+    """Per-pixel Spearman matrices between variables (V, C, P), averaged over pixels."""
     return summarised(spearman_matrices(values), nan_policy)
 
 
@@ -70,7 +70,7 @@ def _variables(results: ResultsFile, augmentations_only: bool) -> tuple[list[str
 
 class CorrelationAnalysis(Analysis):
     name = "correlation"
-    description = "unit-wise Spearman correlations between SA variables per checkpoint (SPEC B §8.2)"
+    description = "unit-wise Spearman correlations between SA variables per checkpoint"
     Options = CorrelationOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
@@ -145,7 +145,7 @@ class CorrelationAnalysis(Analysis):
 
 class CovCorrelationAnalysis(Analysis):
     name = "cov-correlation"
-    description = "spatial maps of the Spearman correlation between sensitivity and CoV (SPEC B §8.3)"
+    description = "spatial maps of the Spearman correlation between sensitivity and CoV"
     Options = CovCorrelationOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:

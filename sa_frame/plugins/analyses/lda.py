@@ -1,4 +1,4 @@
-"""Cross-validated linear discriminant analysis of sensitivity maps (SPEC B §8.4).
+"""Cross-validated linear discriminant analysis of sensitivity maps.
 
 Can a unit's spatial sensitivity map tell which variable it belongs to? Samples are the
 (variable, unit) pairs of a convolutional checkpoint, features the unit's map flattened
@@ -70,7 +70,7 @@ def cross_validated(x: np.ndarray, y: np.ndarray, n_splits: int, n_repeats: int,
 
 class LdaAnalysis(Analysis):
     name = "lda"
-    description = "cross-validated LDA: which variable does a unit's sensitivity map belong to? (SPEC B §8.4)"
+    description = "cross-validated LDA: which variable does a unit's sensitivity map belong to?"
     Options = LdaOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:

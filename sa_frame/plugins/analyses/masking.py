@@ -1,5 +1,5 @@
 """Accuracy under single augmentations (paper Table 1) and guided masking of activations
-(SPEC B §8.5, paper Figure 4).
+(paper Figure 4).
 
 `accuracy`: top-1/top-5 of the run's network on the original evaluation images and on
 each augmentation alone (`n_inner` parameter draws). `masking`: the same inputs with
@@ -91,8 +91,7 @@ class AccuracyAnalysis(Analysis):
         advance = progress(f"{self.name}: images", n_images)
         started = time.perf_counter()
         max_rows = getattr(options, "max_rows", 0) or (1024 if replay.device.type == "cuda" else 64)
-        compute_predictions(replay, store, masks, configs, options.per_class, options.partition or None,
-                            options.n_inner, options.batch_size, max_rows, options.top_n, options.seed, advance)
+        compute_predictions(replay, store, masks, configs, identity, max_rows, advance)
         elapsed = time.perf_counter() - started
         return replay, store, accuracies(store.parts()), n_images, elapsed
 
@@ -119,7 +118,7 @@ class AccuracyAnalysis(Analysis):
 
 class MaskingAnalysis(AccuracyAnalysis):
     name = "masking"
-    description = "guided masking of activations with the sensitivity maps (SPEC B §8.5, Figure 4)"
+    description = "guided masking of activations with the sensitivity maps (Figure 4)"
     Options = MaskingOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Standalone segments fed single H, S or V channels (SPEC B §8.7, paper Figure 5).
+"""Standalone segments fed single H, S or V channels (paper Figure 5).
 
 Segments (consecutive modules of the run's network, optionally a subset of units) are
 defined in a YAML or JSON file. The run's own design, images and augmentations are
@@ -30,12 +30,13 @@ from sa_frame import (
     Progress,
     ResultsFile,
     UsageError,
-    closest,
+    did_you_mean,
     maps,
     no_progress,
     option,
     rebuild,
     unknown_name,
+    yaml_error,
 )
 from sa_frame.plugins.analyses._display import heatmap, print_matrix
 from sa_frame.plugins.analyses._network_segments import SEGMENT_KINDS, build_segment
@@ -79,9 +80,7 @@ def load_segments(path: str) -> list[SegmentSpec]:
     try:
         items = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
-        raise UsageError(f"{where}: not valid YAML/JSON ({getattr(exc, 'problem', exc)})") from None
+        raise UsageError(f"{yaml_error(file, exc)} (not valid YAML/JSON)") from None
     if not isinstance(items, list) or not items:
         raise UsageError(f"{file}: expected a non-empty list of segments")
     specs = []
@@ -91,9 +90,8 @@ def load_segments(path: str) -> list[SegmentSpec]:
         item = {PAPER_KEYS.get(k, k): v for k, v in item.items()}
         for key in item:
             if key not in SEGMENT_KEYS:
-                near = closest(key, SEGMENT_KEYS)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise UsageError(f"{file}: segment {i}: unknown key {key!r}{hint}; keys: {', '.join(SEGMENT_KEYS)}")
+                raise UsageError(f"{file}: segment {i}: unknown key {key!r}{did_you_mean(key, SEGMENT_KEYS, 1)}; "
+                                 f"keys: {', '.join(SEGMENT_KEYS)}")
         if not item.get("modules") or not isinstance(item["modules"], list):
             raise UsageError(f"{file}: segment {i} needs 'modules', a list of consecutive module names")
         units = item.get("units")
@@ -130,7 +128,7 @@ def upper(matrix: np.ndarray, diagonal: bool) -> np.ndarray:
 
 class SegmentsAnalysis(Analysis):
     name = "segments"
-    description = "standalone segments fed single H/S/V channels, per-unit correlation patterns (SPEC B §8.7)"
+    description = "standalone segments fed single H/S/V channels, per-unit correlation patterns"
     Options = SegmentsOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Single-class sensitivity (SPEC B §8.6, paper Tables 2-4).
+"""Single-class sensitivity (paper Tables 2-4).
 
 From the classifying checkpoint's maps: for each augmentation, the classes whose
 probability is most sensitive to it (top-k "sensitive classes", with names and values).

@@ -25,7 +25,7 @@ def _pixel_grid(images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class Erasing(Augmentation):
-    """Set a rectangle to 0; the rectangle is clipped to the image (SPEC A1), so every draw
+    """Set a rectangle to 0; the rectangle is clipped to the image, so every draw
     erases something, unlike the research code which skipped ~16% of draws."""
 
     name = "erasing"
@@ -129,7 +129,7 @@ class Rotation(Augmentation):
         b, _, h, w = images.shape
         angle = params["angle"].to(images.device)
         t = torch.tan(torch.deg2rad(angle.abs().to(torch.float64)))
-        # crop margin S t / (1 + t) on each side (SPEC B §2.2, without the code's rounding):
+        # crop margin S t / (1 + t) on each side (the research code's formula, without its rounding):
         # the kept centred square has side S (1 - t) / (1 + t)
         zoom = (1 - t) / (1 + t) if self.crop else torch.ones_like(t)
         theta = rotation_theta(angle, zoom, h, w).to(images.dtype)

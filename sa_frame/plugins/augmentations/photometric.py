@@ -1,4 +1,4 @@
-"""Colour augmentations (SPEC B §2.2) with one factor per image, on the whole batch.
+"""Colour augmentations with one factor per image, on the whole batch.
 
 Each equals torchvision's functional op applied image by image (tested): the blends
 are torchvision's `_blend` with the factor broadcast per image, and hue uses
@@ -64,7 +64,7 @@ class Hue(Augmentation):
     name = "hue"
     description = "rotate the hue channel by a factor in [-0.5, 0.5] (torchvision adjust_hue)"
     params = {"factor": Uniform(-0.5, 0.5)}
-    identity = {"factor": 0.0}  # the research code's 1.0 was a bug (SPEC B §2.4)
+    identity = {"factor": 0.0}  # the research code's 1.0 was a bug
 
     def apply(self, images: Tensor, params: Mapping[str, Tensor]) -> Tensor:
         hsv = _rgb_to_hsv(images)

@@ -1,4 +1,4 @@
-"""The contrast experiment (SPEC B §5, A7): original vs one augmentation at a time.
+"""The contrast experiment: original vs one augmentation at a time.
 
 Treatments are the groups made of one switched block (a `SpikeAndSlab` or a `Switch`);
 the other groups (class, partition, ...) are context shared by a pair. Per outer

@@ -5,7 +5,7 @@ samples, the players after position i are drawn once (outer) and the players
 pi[0..i] are drawn Ni times conditionally on them (inner). Rows are ordered
 (position, outer, inner) inside a block, and one block is one permutation.
 
-Estimator (SPEC B §4.5): c_i = mean over outer of the inner variance (ddof 1), an
+Estimator: c_i = mean over outer of the inner variance (ddof 1), an
 estimate of E[Var(Y | X_{-J})] with J = pi[0..i]; player pi[i] gets c_i - c_{i-1}.
 Per-permutation increments are kept as sums and sums of squares, which gives
 standard errors over permutations. When d! <= the permutation budget, every

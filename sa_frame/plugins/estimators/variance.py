@@ -104,6 +104,7 @@ class VarianceEstimator(Estimator):
     description = "mean, variance and coefficient of variation on an i.i.d. design"
     outputs = ("mean", "var", "cov", "n", "nonfinite")
     summary = ("cov",)
+    ungrouped = frozenset({"mean", "var", "cov", "n", "nonfinite"})
 
     Options = VarianceOptions
     # the paper's 2^18 rows; the research code's test size; the demo's

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sa_frame import Model, offline_weights_error, unknown_name
+from sa_frame import Model, unknown_name
+from sa_frame.plugins.models._offline import offline_weights_error
 
 PREFIX = "timm/"
 

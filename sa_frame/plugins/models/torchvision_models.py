@@ -1,4 +1,4 @@
-"""torchvision classifiers: AlexNet, VGG11, ResNet18 with the paper's checkpoints (SPEC B §7),
+"""torchvision classifiers: AlexNet, VGG11, ResNet18 with the paper's checkpoints,
 and every other torchvision classification model with generic default checkpoints."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import torch
 import torchvision
 from torch import nn
 
-from sa_frame import Model, offline_weights_error
+from sa_frame import Model
+from sa_frame.plugins.models._offline import offline_weights_error
 
 PAPER_CHECKPOINTS = {
     "alexnet": ["features.2", "features.5", "features.7", "features.9", "avgpool", "classifier.2",

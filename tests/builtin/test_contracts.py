@@ -1,0 +1,62 @@
+"""Every built-in plugin passes the checks that `sa_frame.testing` offers plugin authors."""
+
+from __future__ import annotations
+
+import pytest
+
+import sa_frame
+from sa_frame.testing import check_augmentation, check_data_source, check_estimator, check_model
+
+AUGMENTATIONS = sorted(sa_frame.registered("augmentation"))
+ESTIMATORS = sorted(sa_frame.registered("estimator"))
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
+def test_builtin_augmentation_keeps_the_contract(name):
+    check_augmentation(sa_frame.lookup("augmentation", name))
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_builtin_estimator_keeps_the_contract(name):
+    # four Saltelli blocks of 16 base points; the others' quick sizes make several blocks
+    check_estimator(sa_frame.lookup("estimator", name), {"points_per_block": 16} if name == "sobol" else None)
+
+
+def test_binned_contrast_keeps_the_contract():
+    check_estimator(sa_frame.lookup("estimator", "contrast"), {"mode": "binned"})
+
+
+@pytest.mark.parametrize("name", ["demo-cnn", "resnet18", "alexnet"])
+def test_builtin_model_keeps_the_contract(name):
+    check_model(sa_frame.lookup("model", name), weights="imagenet" if name == "demo-cnn" else "random")
+
+
+def test_builtin_data_sources_keep_the_contract(tmp_path):
+    from PIL import Image
+
+    for part in ("train", "val"):
+        for cls in ("cat", "dog"):
+            (tmp_path / part / cls).mkdir(parents=True)
+            Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / part / cls / "a.png")
+    check_data_source(sa_frame.lookup("data_source", "demo"), "demo")
+    check_data_source(sa_frame.lookup("data_source", "folder"), str(tmp_path))
+
+
+def test_checks_catch_a_broken_augmentation():
+    """The augmentation check fails an augmentation that mixes images of a batch."""
+    import torch
+
+    from sa_frame import Augmentation, Uniform
+
+    class Mixing(Augmentation):
+        name = "mixing"
+        params = {"w": Uniform(0.0, 1.0)}
+        identity = {"w": 0.0}
+
+        def apply(self, images, params):
+            w = params["w"].to(images.dtype).view(-1, 1, 1, 1)
+            return (1 - w) * images + w * images.mean(0, keepdim=True)
+
+    with pytest.raises(AssertionError, match="differs from the same image augmented alone"):
+        check_augmentation(Mixing())
+    assert torch.is_tensor(Mixing()(torch.rand(2, 3, 8, 8), {"w": torch.zeros(2)}))
