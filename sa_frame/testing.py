@@ -162,6 +162,9 @@ def check_estimator(estimator: Estimator, options: Mapping[str, Any] | None = No
                                        err_msg=f"{where}: {name} map {key!r} differs from one accumulator's")
     missing = [key for key in estimator.summary if key not in expected]
     assert not missing, f"{where}: summary maps {missing} are not among the outputs {sorted(expected)}"
+    for value, (source, transform) in estimator.analysis_maps.items():
+        assert source in expected, f"{where}: analysis value {value!r} reads {source!r}, which it does not output"
+        assert transform in ("shares", "clip", "abs"), f"{where}: analysis value {value!r}: unknown transform"
 
 
 __all__ = ["check_augmentation", "check_data_source", "check_estimator", "check_model", "check_problem"]

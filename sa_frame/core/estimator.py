@@ -179,6 +179,9 @@ class Estimator(ABC):
     summary: tuple[str, ...] = ()
     #: maps that are shares of variance (summaries clip them to [0, 1])
     fractions: frozenset[str] = frozenset()
+    #: value types analyses read -> (stored map, how: "shares" | "clip" | "abs"); the first
+    #: is the analyses' default
+    analysis_maps: Mapping[str, tuple[str, str]] = {}
     #: maps without the leading axis of map rows (one value per activation, e.g. a mean)
     ungrouped: frozenset[str] = frozenset({"mean", "var", "zero_variance", "nonfinite"})
     #: a dataclass whose fields (made with `sa_frame.option`) are the estimator's options

@@ -1,10 +1,11 @@
 """Sensitivity maps as the analyses use them.
 
-Every analysis reads maps through here, so they all see the same values: Shapley
-effects as non-negative shares summing to 1 per activation (negative estimates clipped,
-then normalised by their sum), S1 and ST clipped to [0, 1], the contrast experiment's
-rank-biserial correlation as its absolute value, and the coefficient of variation from
-the run's mean and variance.
+Every analysis reads maps through here, so they all see the same values. Which stored
+maps analyses read, and how, is declared by the estimator (`Estimator.analysis_maps`):
+"shares" (Shapley effects as non-negative shares summing to 1 per activation: negative
+estimates clipped, then normalised by their sum), "clip" (S1 and ST clipped to [0, 1]),
+"abs" (the contrast experiment's rank-biserial correlation as its absolute value). The
+coefficient of variation comes from the run's mean and variance.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from sa_frame.core.errors import UsageError, unknown_name
+from sa_frame.core.registry import lookup
 from sa_frame.results.store import COMPLETE, ResultsFile
 
-# value type -> the stored map it is derived from
-VALUE_SOURCES = {"shapley": "shapley_raw", "S1": "S1", "ST": "ST", "rank_biserial": "rank_biserial"}
+TRANSFORMS = ("shares", "clip", "abs")
 SHAPLEY_ZERO = 1e-8  # |share numerator| at or below this is 0
 SHAPLEY_EPS = 1e-20
 COV_OFFSET = 1e-5  # CoV = sqrt(var) / (|mean| + 1e-5)
@@ -31,20 +32,30 @@ def complete_results(path: str) -> ResultsFile:
     return results
 
 
+def analysis_maps(results: ResultsFile) -> dict[str, tuple[str, str]]:
+    """{value type: (stored map, transform)} that the file's estimator declares."""
+    return dict(lookup("estimator", results.attrs()["estimator"]).analysis_maps)
+
+
 def value_types(results: ResultsFile) -> list[str]:
-    """The value types this file's estimator provides (e.g. ['S1', 'ST'] for sobol)."""
+    """The value types this file provides (e.g. ['S1', 'ST'] for sobol), in the estimator's order."""
     checkpoints = [str(c) for c in results.attrs()["checkpoints"]]
     stored = set(results.keys(f"checkpoints/{checkpoints[0]}")) if checkpoints else set()
-    return [value for value, source in VALUE_SOURCES.items() if source in stored]
+    return [value for value, (source, _) in analysis_maps(results).items() if source in stored]
 
 
 def default_value(results: ResultsFile) -> str:
-    """The value type analyses use when none is asked for: Shapley, else S1, else the first."""
+    """The value type analyses use when none is asked for: the estimator's first."""
     available = value_types(results)
     if not available:
         raise UsageError(f"{results.path} holds no sensitivity maps (estimator "
                          f"{results.attrs()['estimator']!r}); analyses need a sobol, shapley or contrast run")
-    return next((v for v in ("shapley", "S1") if v in available), available[0])
+    return available[0]
+
+
+def source_map(results: ResultsFile, value: str) -> str:
+    """The stored map a value type is read from (e.g. 'shapley_raw' for 'shapley')."""
+    return analysis_maps(results)[value][0]
 
 
 def check_value(results: ResultsFile, value: str | None) -> str:
@@ -99,17 +110,20 @@ def shapley_shares(raw: np.ndarray) -> np.ndarray:
 
 def sensitivity(results: ResultsFile, value: str, checkpoint: str) -> np.ndarray:
     """(n_rows, *activation_shape) float64 map of one value type, processed for analysis."""
-    return processed(value, results.dataset(f"checkpoints/{checkpoint}/{VALUE_SOURCES[value]}"))
+    source, transform = analysis_maps(results)[value]
+    return processed(transform, results.dataset(f"checkpoints/{checkpoint}/{source}"))
 
 
-def processed(value: str, stored: np.ndarray) -> np.ndarray:
-    """A stored map (the VALUE_SOURCES entry of `value`) as analyses use it."""
+def processed(transform: str, stored: np.ndarray) -> np.ndarray:
+    """A stored map as analyses use it: NaN read as 0, then "shares", "clip" or "abs"."""
     raw = np.nan_to_num(np.asarray(stored, dtype=np.float64), nan=0.0)
-    if value == "shapley":
+    if transform == "shares":
         return shapley_shares(raw)
-    if value == "rank_biserial":
+    if transform == "abs":
         return np.abs(raw)
-    return np.clip(raw, 0.0, 1.0)
+    if transform == "clip":
+        return np.clip(raw, 0.0, 1.0)
+    raise ValueError(f"unknown map transform {transform!r}; one of {', '.join(TRANSFORMS)}")
 
 
 def coefficient_of_variation(results: ResultsFile, checkpoint: str) -> np.ndarray:

@@ -4,6 +4,7 @@ distributions, the permuted chain, bad input."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from scipy import stats
 import sa_frame
 from sa_frame import Problem, UsageError
 from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
+from tests.cli_runner import cli
 
 B = 4
 RNG = torch.Generator().manual_seed(0)
@@ -208,29 +210,22 @@ def test_cuda_equals_cpu():
 
 
 def test_augment_preview_command(tmp_path):
-    from typer.testing import CliRunner
-
-    from sa_frame.cli.app import build_app
-
     out = tmp_path / "grid.png"
-    result = CliRunner().invoke(build_app(), ["augment", "--aug", "a1", "--n", "3", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    code, text, err = cli("augment", "--aug", "a1", "--n", "3", "--out", out)
+    assert code == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "wrote" in result.output and "(12 images)" in result.output  # 4 + 5 alone + 3 chains
+    assert "wrote" in text and "(12 images)" in text  # 4 + 5 alone + 3 chains
     image = tmp_path / "in.png"
     from PIL import Image
 
     Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)).save(image)
-    result = CliRunner().invoke(build_app(), ["augment", "--aug", "hue", "--image", str(image), "--n", "1",
-                                              "--out", str(tmp_path / "g2.png")])
-    assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(build_app(), ["augment", "--data", "demo", "--n", "2", "--out",
-                                              str(tmp_path / "demo.png")])
-    assert result.exit_code == 0 and (tmp_path / "demo.png").stat().st_size > 1000, result.output
-    with pytest.raises(UsageError, match="either --image or --data"):
-        CliRunner().invoke(build_app(), ["augment", "--data", "demo", "--image", str(image)], catch_exceptions=False)
+    code, _, err = cli("augment", "--aug", "hue", "--image", image, "--n", "1", "--out", tmp_path / "g2.png")
+    assert code == 0, err
+    code, _, err = cli("augment", "--data", "demo", "--n", "2", "--out", tmp_path / "demo.png")
+    assert code == 0 and (tmp_path / "demo.png").stat().st_size > 1000, err
+    code, _, err = cli("augment", "--data", "demo", "--image", image)
+    assert code == 2 and "either --image or --data" in err
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    with pytest.raises(UsageError, match="cannot read image .*bad.png"):
-        CliRunner().invoke(build_app(), ["augment", "--image", str(bad), "--out", str(tmp_path / "g3.png")],
-                           catch_exceptions=False)
+    code, _, err = cli("augment", "--image", bad, "--out", tmp_path / "g3.png")
+    assert code == 2 and re.search("cannot read image .*bad.png", err)

@@ -185,7 +185,7 @@ def test_segments_analysis_on_a_demo_run(demo_runs, tmp_path):
     s1 = result["maps"]["value"]["middle"]["S1"]
     assert s1.shape == (8, 3, 32, 32)  # segments see the whole 64x64 image: larger maps than features.5 (16x16)
     # per-unit matrices use the pixels as observations
-    values = maps.processed("S1", s1)
+    values = maps.processed("clip", s1)  # how analyses read S1
     matrices = unit_matrices(values)
     u = 1
     direct = _scipy_matrix(values[:, u].reshape(8, -1))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import sa_frame
-from sa_frame.cli.app import build_app, main
+from sa_frame.cli.app import main
 from sa_frame.core import registry as plugin_module
 from sa_frame.core.errors import PluginError, UsageError
+from tests.cli_runner import cli
 from tests.plugins.every_hook import CheckpointOverride, DuplicateEstimator, EveryHookPlugin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +26,6 @@ def every_hook():
     reg = plugin_module.registry()
     reg.add_plugin(EveryHookPlugin(), provider="tests", version="9.9")
     return reg
-
-
-def _cli(*args):
-    return CliRunner().invoke(build_app(), list(args))
 
 
 def test_every_kind_is_collected_with_its_provider(every_hook):
@@ -86,17 +82,17 @@ def test_augmentation_contract_validates_inputs(every_hook):
 
 
 def test_plugin_commands_and_listing(every_hook):
-    result = _cli("hello", "--name", "sa")
-    assert result.exit_code == 0 and result.output.strip() == "hello sa"
-    listed = json.loads(_cli("plugins", "--json").output)
+    code, out, err = cli("hello", "--name", "sa")
+    assert code == 0 and out.strip() == "hello sa", err
+    listed = json.loads(cli("plugins", "--json")[1])
     assert {"kind": "augmentation", "name": "test-brighten", "provider": "tests", "version": "9.9"} in listed
     assert all(item["provider"] == "tests" for item in listed)  # built-ins only with --all
-    everything = json.loads(_cli("plugins", "--json", "--all").output)
+    everything = json.loads(cli("plugins", "--json", "--all")[1])
     assert {"kind": "estimator", "name": "sobol", "provider": "sa-frame", "version": sa_frame.__version__} \
         in everything
-    only = json.loads(_cli("plugins", "--json", "--kind", "augmentation_set").output)
+    only = json.loads(cli("plugins", "--json", "--kind", "augmentation_set")[1])
     assert only == [{"kind": "augmentation_set", "name": "test-set", "provider": "tests", "version": "9.9"}]
-    sets = json.loads(_cli("plugins", "--json", "--all", "--kind", "augmentation_set").output)
+    sets = json.loads(cli("plugins", "--json", "--all", "--kind", "augmentation_set")[1])
     assert [s["name"] for s in sets] == ["a1", "a2", "test-set"]
 
 

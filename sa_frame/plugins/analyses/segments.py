@@ -141,7 +141,7 @@ class SegmentsAnalysis(Analysis):
         value = maps.check_value(results, options.value)
         segment_maps = self._estimate(results, options, specs, progress)
         variables = maps.map_rows(results)
-        source = maps.VALUE_SOURCES[value]
+        source, transform = maps.analysis_maps(results)[value]
         per_unit: dict[str, dict[str, np.ndarray]] = {c: {} for c in options.channels}
         out_units: dict[str, Any] = {c: {} for c in options.channels}
         out_maps: dict[str, Any] = {c: {} for c in options.channels}
@@ -149,7 +149,7 @@ class SegmentsAnalysis(Analysis):
             for spec in specs:
                 stats_ = segment_maps[f"{c}/{spec.name}"]
                 out_maps[c][spec.name] = {k: stats_[k] for k in (source, "mean", "var") if k in stats_}
-                values = maps.processed(value, stats_[source])
+                values = maps.processed(transform, stats_[source])
                 if values.ndim != 4 or values.shape[2] * values.shape[3] < 2:
                     raise UsageError(f"segment {spec.name!r} outputs {values.shape[1:]}: pixel-wise correlations "
                                      f"need a spatial map (end the segment before global pooling)")

@@ -317,6 +317,7 @@ class ContrastEstimator(Estimator):
     outputs = ("rank_biserial", "point_biserial", "pvalue", "pvalue_by", "statistic", "n_pairs")
     summary = ("rank_biserial",)
 
+    analysis_maps = {"rank_biserial": ("rank_biserial", "abs")}
     Options = ContrastOptions
     # the paper's 50,000 outer samples x 10 inner; the research code's test sizes; the demo's
     sizes = {"paper": {"n": 50_000, "n_inner": 10}, "quick": {"n": 1000, "n_inner": 2},

@@ -190,6 +190,7 @@ class ShapleyEstimator(Estimator):
     summary = ("shapley",)
 
     fractions = frozenset({"shapley"})
+    analysis_maps = {"shapley": ("shapley_raw", "shares")}
     Options = ShapleyOptions
     # the paper's 256 permutations x 64 outer x 8 inner; the research code's test sizes; the demo's
     sizes = {"paper": {"n": 256, "n_outer": 64, "n_inner": 8}, "quick": {"n": 8, "n_outer": 6, "n_inner": 4},

@@ -318,6 +318,7 @@ class SobolEstimator(Estimator):
     outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "mean", "var", "zero_variance")
     summary = ("S1", "ST")
     fractions = frozenset({"S1", "ST", "S2"})
+    analysis_maps = {"S1": ("S1", "clip"), "ST": ("ST", "clip")}
     Options = SobolOptions
     # the paper's N = 2^17 base points; the research code's test size; the demo's
     sizes = {"paper": {"n": 2**17}, "quick": {"n": 64}, "demo": {"n": 512}}
