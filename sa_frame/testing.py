@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from sa_frame.core.augmentation import Augmentation
-from sa_frame.core.data import DataSource
+from sa_frame.core.data import DataSource, InputFormat
 from sa_frame.core.estimator import Estimator
 from sa_frame.core.model import Model
 from sa_frame.core.problem import Problem
@@ -84,7 +84,7 @@ def check_data_source(source: DataSource, argument: str, size: tuple[int, int] =
     """The opened image set has classes and partitions, counts per class, and `load` gives
     float images in [0, 1] at `size`, the same twice."""
     where = f"data source {source.name!r}"
-    images = source.open(argument, size)
+    images = source.open(argument, InputFormat(tuple(size)))
     assert images.classes, f"{where}: no classes"
     assert 1 <= len(images.partitions) <= 2, f"{where}: one or two partitions, got {images.partitions}"
     for p in range(len(images.partitions)):

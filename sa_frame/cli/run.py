@@ -44,6 +44,9 @@ def run(
                                                "shapley/contrast)")] = None,
     classifier_output: Annotated[str | None, typer.Option("--classifier-output", help="softmax or logits")] = None,
     postprocess: Annotated[str | None, typer.Option("--postprocess", help="none or minmax")] = None,
+    class_map: Annotated[Path | None, typer.Option("--class-map", help="YAML/JSON: data class -> network output "
+                                                   "index or class id (for a subset of the network's classes)")]
+    = None,
     save_every: Annotated[int | None, typer.Option("--save-every", help="save state every K blocks")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="the research code's test sizes")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished results file")] = False,
@@ -65,6 +68,7 @@ def run(
                                  out=str(out) if out else None, n_outer=n_outer, n_inner=n_inner,
                                  players=players, second_order=second_order, scheme=scheme,
                                  classifier_output=classifier_output, postprocess=postprocess,
+                                 class_map=str(class_map) if class_map else None,
                                  save_every=save_every, quick=quick or None, resume=resume or None,
                                  force=force or None, quiet=quiet or None, keep_state=keep_state or None)
     file_values = load_config_file(config) if config else {}

@@ -11,12 +11,20 @@ index and a value in [0, 1) that `select` maps to an image within that class.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sa_frame.core.errors import UsageError
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How images reach a model: its input `size` (H, W) and its preprocessing — the shorter
+    side resized to min(size) / `crop_pct` with `interpolation`, then a centre crop."""
+
+    size: tuple[int, int]
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
 
 
 class ImageSet(ABC):
@@ -26,9 +34,9 @@ class ImageSet(ABC):
     classes: list[str]
     #: partition names (``train``/``valid``, or one partition); two make a partition variable
     partitions: list[str]
-    #: for each class, the network output index it corresponds to (None: class i is output i).
-    #: A folder holding a subset of ImageNet classes sets this so that accuracies are right.
-    network_classes: list[int] | None = None
+    #: identifiers of the classes in a network's class space (e.g. WordNet ids), when known:
+    #: the engine maps them to the model's outputs through `Model.class_ids`
+    class_ids: list[str] | None = None
 
     @abstractmethod
     def counts(self, partition: int) -> Tensor:
@@ -57,20 +65,7 @@ class DataSource(ABC):
         return value == self.name
 
     @abstractmethod
-    def open(self, argument: str, size: tuple[int, int]) -> ImageSet:
-        """The images for ``--data`` value `argument` (the part after ``name:``, or the bare
-        value), at the model's input `size` (H, W); UsageError naming what is wrong."""
+    def open(self, argument: str, fmt: InputFormat) -> ImageSet:
+        """The images of ``--data`` value `argument` (after ``name:``, or the bare value) in the
+        model's input format (`sa_frame.prepare_image`); UsageError naming what is wrong."""
 
-
-def read_image(path: Path) -> Tensor:
-    """An image file as a (3, H, W) uint8 RGB tensor (UsageError naming an unreadable file)."""
-    import torchvision.transforms.v2.functional as F
-    from PIL import Image, UnidentifiedImageError
-
-    if not Path(path).is_file():
-        raise UsageError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as pil:
-            return F.pil_to_tensor(pil.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UsageError(f"cannot read image {path}: {exc}") from None

@@ -49,7 +49,7 @@ def register_data_sources(register: Callable[[Any], None]) -> None:
 
     Call `register(source)` with a `sa_frame.DataSource` subclass instance: a unique
     `name`, `claims(value)` (whether a bare ``--data`` value is meant for it) and
-    `open(argument, size)` returning a `sa_frame.ImageSet` (classes, partitions,
+    `open(argument, fmt)` returning a `sa_frame.ImageSet` (classes, partitions,
     `counts(partition)`, `load(classes, index, partition)` of float images in [0, 1]).
     ``--data name:argument`` picks a source by name; ``--data demo`` and folder paths go
     to the built-in ``demo`` and ``folder`` sources.

@@ -11,10 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from sa_frame.core.data import InputFormat
 from sa_frame.core.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,11 +37,24 @@ class Model(ABC):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     default_weights: str = "imagenet"
+    #: preprocessing of a photo: shorter side to min(input_size) / crop_pct, centre crop
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
 
     @property
     def class_names(self) -> list[str] | None:
         """Human-readable class names, index -> name, when known."""
         return None
+
+    @property
+    def class_ids(self) -> list[str] | None:
+        """Identifiers of the output classes (WordNet ids for ImageNet), index -> id, when known:
+        data folders named by them are labelled in the network's class space."""
+        return None
+
+    def input_format(self) -> InputFormat:
+        """The size and preprocessing data sources give this model's images."""
+        return InputFormat(tuple(self.input_size), self.crop_pct, self.interpolation)
 
     @abstractmethod
     def build_module(self, pretrained: bool) -> nn.Module:
@@ -62,27 +77,47 @@ class Model(ABC):
         return (images - mean).div_(std)
 
 
-def load_state_dict_file(module: nn.Module, path: Path, model_name: str) -> None:
-    """Load a state dict into `module`, with errors naming the file and the first bad key."""
+def read_weights(path: Path) -> dict[str, Tensor]:
+    """A state dict from a ``.safetensors`` file or a PyTorch checkpoint, unwrapped from the
+    ``state_dict``/``model`` entries and ``module.`` prefixes that training scripts add."""
     if not path.is_file():
         raise UsageError(f"weights file not found: {path} (use 'imagenet', 'random' or a state-dict file)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise UsageError(f"weights file {path} is not a readable PyTorch state dict: {exc}".splitlines()[0]) \
-            from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the readers raise many types for a corrupt file
+        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch state dict"
+        raise UsageError(f"weights file {path} is not a readable {kind}: {exc}".splitlines()[0]) from None
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise UsageError(f"weights file {path} does not hold a state dict (name -> tensor)")
-    expected = module.state_dict()
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_state_dict_file(module: nn.Module, path: Path, model_name: str) -> None:
+    """Load a weights file into `module`; a mismatch names the first few missing or unexpected
+    keys, or the first key of another shape."""
+    state, expected = read_weights(path), module.state_dict()
+    where = f"weights file {path} does not fit {model_name}"
+
+    def listed(what: str, keys: list[str]) -> str:
+        more = f" (and {len(keys) - 1} more: {', '.join(map(repr, keys[1:4]))}{', ...' if len(keys) > 4 else ''})"
+        return f"{what} key {keys[0]!r}{more if len(keys) > 1 else ''}"
+
+    missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise UsageError(f"{where}: " + "; ".join(listed(w, k) for w, k in (("missing", missing),
+                                                                            ("unexpected", unexpected)) if k))
     for key, tensor in expected.items():
-        if key not in state:
-            raise UsageError(f"weights file {path} does not fit {model_name}: missing key {key!r}")
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise UsageError(f"weights file {path} does not fit {model_name}: key {key!r} has shape "
-                             f"{tuple(state[key].shape)}, the model expects {tuple(tensor.shape)}")
-    unexpected = [k for k in state if k not in expected]
-    if unexpected:
-        raise UsageError(f"weights file {path} does not fit {model_name}: unexpected key {unexpected[0]!r}")
+            raise UsageError(f"{where}: key {key!r} has shape {tuple(state[key].shape)}, the model expects "
+                             f"{tuple(tensor.shape)}")
     module.load_state_dict(state)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pluggy
 
+from sa_frame._version import __version__
 from sa_frame.core import hookspecs
 from sa_frame.core.errors import PluginError, UsageError, unknown_name
 
@@ -69,12 +70,6 @@ class _Provider:
     builtin: bool
 
 
-def _package_version() -> str:
-    from sa_frame._version import __version__
-
-    return __version__
-
-
 class Registry:
     """Collects registrations per kind (lazily) and answers lookups by name."""
 
@@ -85,7 +80,7 @@ class Registry:
         self._kinds: dict[str, dict[str, Registration]] = {}
         for module_name in DEFAULT_PLUGINS:
             module = importlib.import_module(module_name)
-            self.add_plugin(module, provider="sa-frame", version=_package_version(), builtin=True)
+            self.add_plugin(module, provider="sa-frame", version=__version__, builtin=True)
         self._load_entry_points()
 
     # -- plugins -------------------------------------------------------------------

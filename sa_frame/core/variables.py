@@ -68,8 +68,11 @@ class Variable(Block):
 
     @property
     def bounds(self) -> tuple[float, float]:
-        """Smallest and largest value the variable takes."""
-        raise NotImplementedError
+        """Smallest and largest value the variable takes (default: its `low` and `high`)."""
+        return float(self.low), float(self.high)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.low:g}, {self.high:g})"  # type: ignore[attr-defined]
 
     def check(self, x: Tensor, what: str) -> None:
         """Raise UsageError if any value of `x` lies outside the variable's range."""
@@ -101,13 +104,6 @@ class Uniform(Variable):
     def from_unit(self, u: Tensor) -> Tensor:
         return self.low + _as_unit(u) * (self.high - self.low)
 
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return self.low, self.high
-
-    def __repr__(self) -> str:
-        return f"Uniform({self.low:g}, {self.high:g})"
-
 
 class LogUniform(Variable):
     """log(x) uniform on [log low, log high]; e.g. an aspect ratio."""
@@ -122,13 +118,6 @@ class LogUniform(Variable):
 
     def from_unit(self, u: Tensor) -> Tensor:
         return torch.exp(self._log_low + _as_unit(u) * (self._log_high - self._log_low))
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return self.low, self.high
-
-    def __repr__(self) -> str:
-        return f"LogUniform({self.low:g}, {self.high:g})"
 
 
 class IntUniform(Variable):
@@ -145,10 +134,6 @@ class IntUniform(Variable):
         n = self.high - self.low + 1
         k = torch.floor(_as_unit(u) * n).clamp_(0, n - 1)
         return self.low + k
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return float(self.low), float(self.high)
 
     def __repr__(self) -> str:
         return f"IntUniform({self.low}, {self.high})"
@@ -167,9 +152,7 @@ class Switch(Variable):
     def from_unit(self, u: Tensor) -> Tensor:
         return (_as_unit(u) >= 1.0 - self.p).to(DTYPE)
 
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return 0.0, 1.0
+    low, high = 0.0, 1.0
 
     def __repr__(self) -> str:
         return f"Switch(p={self.p:g})"
@@ -187,7 +170,7 @@ class Categorical(Variable):
     def __init__(self, n: int, labels: Sequence[str] | None = None) -> None:
         if int(n) != n or n < 1:
             raise UsageError(f"Categorical needs a positive integer number of levels, got {n}")
-        self.n = int(n)
+        self.n, self.low, self.high = int(n), 0, int(n) - 1
         self.labels = list(labels) if labels is not None else None
         if self.labels is not None and len(self.labels) != self.n:
             raise UsageError(f"Categorical got {len(self.labels)} labels for {self.n} levels")
@@ -202,10 +185,6 @@ class Categorical(Variable):
         within = (scaled - index).clamp_(0.0, math.nextafter(1.0, 0.0))
         return index, within
 
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return 0.0, float(self.n - 1)
-
     def __repr__(self) -> str:
         return f"Categorical({self.n})"
 
@@ -216,14 +195,10 @@ class Constant(Variable):
     kind = "constant"
 
     def __init__(self, value: float) -> None:
-        self.value = float(value)
+        self.value = self.low = self.high = float(value)
 
     def from_unit(self, u: Tensor) -> Tensor:
         return torch.full_like(_as_unit(u), self.value)
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return self.value, self.value
 
     def __repr__(self) -> str:
         return f"Constant({self.value:g})"

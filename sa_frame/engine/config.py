@@ -38,6 +38,8 @@ class RunConfig:
     scheme: int | None = None
     classifier_output: str = "softmax"
     postprocess: str = "none"
+    #: YAML/JSON file mapping the data's classes to the network's output indices or class ids
+    class_map: str | None = None
     save_every: int = 20
     quick: bool = False
     resume: bool = False

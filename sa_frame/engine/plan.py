@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sa_frame.core.data import ImageSet
+from sa_frame.core.data import ImageSet, InputFormat
 from sa_frame.core.errors import UsageError, unknown_name
 from sa_frame.core.estimator import Design, Estimator
 from sa_frame.core.model import Model
@@ -20,6 +20,7 @@ from sa_frame.engine.capture import resolve_modules
 from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
 from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import local_device
+from sa_frame.engine.labels import Labels, network_labels
 
 CLASS, PARTITION = "class", "partition"
 
@@ -41,6 +42,8 @@ class RunPlan:
     n: int
     #: the estimator's Options instance the design was built with
     options: Any
+    #: the data's classes in the network's class space
+    labels: Labels
 
     @property
     def rows_per_batch(self) -> int:
@@ -78,7 +81,7 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
     estimator: Estimator = lookup("estimator", config.estimator)
     augmentations = resolve_augmentations(config.aug)
     device = local_device(resolve_device(config.device))
-    source = open_data(config.data, tuple(spec.input_size))
+    source = open_data(config.data, spec.input_format())
     chain = AugmentationChain(augmentations, scheme=config.scheme or estimator.scheme, permute=estimator.permute)
     problem = build_problem(chain, source)
     profile = "quick" if config.quick else "demo" if config.data == "demo" and config.model == "demo-cnn" else "paper"
@@ -96,17 +99,22 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
         resolve_modules(net, checkpoints)
     if config.classifier_output not in ("softmax", "logits"):
         raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
-    return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options)
+    n_outputs = len(spec.class_names) if spec.class_names else None
+    labels = network_labels(source, spec, n_outputs, config.class_map)
+    return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options,
+                   labels)
 
 
-def open_data(value: str, size: tuple[int, int]) -> ImageSet:
-    """The images of a ``--data`` value: ``name:argument`` names a registered data source,
-    a bare value goes to the first source that claims it (``demo``; a folder path)."""
+def open_data(value: str, fmt: InputFormat) -> ImageSet:
+    """The images of a ``--data`` value: ``name:argument`` or a bare ``name`` names a registered
+    data source; any other value goes to the first source that claims it (a folder path)."""
     sources = registered("data_source")
     name, sep, argument = value.partition(":")
     if sep and name in sources:
-        return sources[name].open(argument, size)
+        return sources[name].open(argument, fmt)
+    if value in sources:
+        return sources[value].open(value, fmt)
     for source in sources.values():
         if source.claims(value):
-            return source.open(value, size)
+            return source.open(value, fmt)
     raise unknown_name("data source", name if sep else value, sources)

@@ -20,6 +20,7 @@ from sa_frame.core.data import ImageSet
 from sa_frame.core.errors import UsageError
 from sa_frame.core.model import Model
 from sa_frame.engine.config import build_config
+from sa_frame.engine.labels import label_warning
 from sa_frame.engine.plan import RunPlan, plan
 from sa_frame.engine.runner import Runner, minmax
 from sa_frame.results.store import ResultsFile
@@ -81,6 +82,17 @@ class Rebuilt:
         starts = torch.cumsum(counts, 0) - counts
         index = torch.arange(classes.numel()) - starts[classes]
         return classes, index, torch.full_like(classes, part)
+
+    def network_labels(self, classes: Tensor) -> Tensor:
+        """The data's class indices as the network's output indices (the same where no rule
+        maps the data's classes: see `label_warning`)."""
+        mapped = self.plan.labels.network_classes
+        return classes if mapped is None else torch.as_tensor(mapped, dtype=classes.dtype)[classes]
+
+    def label_warning(self) -> str:
+        """Why accuracies may mean nothing: the data's classes cannot be matched to the outputs."""
+        names = self.spec.class_names
+        return label_warning(self.plan.labels, len(self.source.classes), len(names) if names else None)
 
     def inputs(self, images: Tensor) -> Tensor:
         """[0, 1] images -> the network's input (post-processing of the run, then normalisation)."""

@@ -89,7 +89,7 @@ def test_hook_register_samplers(plugin):
 
 
 def test_hook_register_data_sources(plugin, tmp_path):
-    images = sa_frame.lookup("data_source", "tp-colours").open("blue,red", (4, 4))
+    images = sa_frame.lookup("data_source", "tp-colours").open("blue,red", sa_frame.InputFormat((4, 4)))
     assert images.classes == ["blue", "red"]
     x = images.load(torch.tensor([0, 1]), torch.tensor([2, 0]), torch.tensor([0, 0]))
     assert float(x[0, 2].mean()) == 0.75 and float(x[1, 0].mean()) == 0.25 and float(x[0, :2].abs().sum()) == 0

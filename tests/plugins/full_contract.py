@@ -33,6 +33,7 @@ from sa_frame import (
     DesignBlock,
     Estimator,
     ImageSet,
+    InputFormat,
     Model,
     Problem,
     Uniform,
@@ -96,7 +97,8 @@ class ColourSource(DataSource):
     name = "tp-colours"
     description = "constant images of named colours"
 
-    def open(self, argument: str, size: tuple[int, int]) -> ColourSet:
+    def open(self, argument: str, fmt: InputFormat) -> ColourSet:
+        size = fmt.size
         colours = [c.strip() for c in argument.split(",") if c.strip()]
         unknown = [c for c in colours if c not in COLOURS]
         if not colours or unknown:

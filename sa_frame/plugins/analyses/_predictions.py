@@ -226,7 +226,7 @@ def compute_predictions(replay: Rebuilt, store: PredictionStore, masks: Mapping[
                 t, p = predict_batch(replay, masking, batch_images, len(configs), max_rows, top_n)
                 top.setdefault(key, []).append(t)
                 proba.setdefault(key, []).append(p)
-            store.write(b, classes[rows].numpy(), {k: np.stack(v) for k, v in top.items()},
+            store.write(b, replay.network_labels(classes[rows]).numpy(), {k: np.stack(v) for k, v in top.items()},
                         {k: np.stack(v) for k, v in proba.items()})
             progress(rows.stop - rows.start)
     return n_images

@@ -101,7 +101,7 @@ class AccuracyAnalysis(Analysis):
         return {"inputs": np.array(keys), "top1": np.array([acc[k][0, 0] for k in keys]),
                 "top5": np.array([acc[k][1, 0] for k in keys]), "images": n_images,
                 "images_per_second": n_images / max(elapsed, 1e-9), "store": str(store.folder),
-                "warning": label_warning(replay)}
+                "warning": replay.label_warning()}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         from rich.table import Table
@@ -145,7 +145,7 @@ class MaskingAnalysis(AccuracyAnalysis):
                            "top5": np.stack([masked[k][1] for k in keys])},
                 "pattern": pattern, "images": n_images, "images_per_second": n_images / max(elapsed, 1e-9),
                 "evaluations_per_second": evaluations / max(elapsed, 1e-9), "store": str(store.folder),
-                "warning": label_warning(replay)}
+                "warning": replay.label_warning()}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         super().report({**outputs, **outputs["unmasked"]}, console)
@@ -163,15 +163,6 @@ class MaskingAnalysis(AccuracyAnalysis):
                         [str(v) for v in outputs["variables"]], "masking variable", "input augmentation",
                         "Spearman: augmented+mask vs original+mask", prefix.with_suffix(".masking-pattern.png"),
                         limits=(-1, 1))]
-
-
-def label_warning(replay: Rebuilt) -> str:
-    """Why accuracies may mean nothing: the data's classes are not the network's outputs."""
-    names = replay.spec.class_names
-    if names and len(names) != len(replay.source.classes):
-        return (f"the data has {len(replay.source.classes)} classes but the network {len(names)} outputs: "
-                f"accuracies compare the data's class index with the network's output index")
-    return ""
 
 
 def signature_pattern(augmented: np.ndarray, original: np.ndarray) -> np.ndarray:

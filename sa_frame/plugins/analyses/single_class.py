@@ -61,6 +61,8 @@ class SingleClassAnalysis(Analysis):
         values = maps.sensitivity(results, value, classifier)[[rows.index(a) for a in augs]]
         values = values.reshape(len(augs), -1)
         names = spec.class_names or rebuilt.source.classes
+        if len(names) != values.shape[1]:  # outputs without known names: call them by index
+            names = [f"output {c}" for c in range(values.shape[1])]
         top_classes, top_values = sensitive_classes(values, options.top)
         out: dict[str, Any] = {"augmentations": np.array(augs), "value": value, "checkpoint": classifier,
                                "classes": top_classes, "class_names": np.array([[names[c] for c in row]

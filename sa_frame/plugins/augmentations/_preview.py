@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sa_frame import AugmentationChain, Problem, UsageError, lookup, read_image, resolve_augmentations
+from sa_frame import AugmentationChain, InputFormat, Problem, UsageError, lookup, read_image, resolve_augmentations
 
 SIZE = 224
 
@@ -34,7 +34,7 @@ def demo_image(data: str, seed: int, size: int = SIZE) -> Tensor:
     """An image of the embedded demo set, rendered at `size` (the class is seed mod 10)."""
     if data != "demo":
         raise UsageError(f"--data takes 'demo' here (folders come with `sa-frame run`), got {data!r}")
-    demo = lookup("data_source", "demo").open("demo", (size, size))
+    demo = lookup("data_source", "demo").open("demo", InputFormat((size, size)))
     return demo.load(torch.tensor([seed % len(demo.classes)]), torch.tensor([0]), torch.tensor([0]))[0]
 
 

@@ -1,4 +1,4 @@
-"""Built-in data sources: the embedded demo set and ImageFolder-layout folders.
+"""Built-in data sources: the embedded demo set, real photographs, ImageFolder-layout folders.
 
 Implementation modules are imported inside the hook, so loading this plugin is cheap.
 """
@@ -15,6 +15,8 @@ from sa_frame import hookimpl
 def register_data_sources(register: Callable[[Any], None]) -> None:
     from sa_frame.plugins.data.demo import DemoSource
     from sa_frame.plugins.data.folder import FolderSource
+    from sa_frame.plugins.data.photos import PhotoSource
 
     register(DemoSource())
+    register(PhotoSource())
     register(FolderSource())

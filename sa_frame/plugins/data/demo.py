@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sa_frame import DataSource, ImageSet, UsageError
+from sa_frame import DataSource, ImageSet, InputFormat, UsageError
 
 DEMO_SHAPES = ("disc", "square", "triangle", "cross", "ring")
 DEMO_COLOURS = {"warm": 0.0, "cool": 0.6}  # hue centres (red, blue)
@@ -145,7 +145,7 @@ class DemoSource(DataSource):
     name = "demo"
     description = "the embedded demo set: 10 classes (colour x shape), train and valid partitions, no files"
 
-    def open(self, argument: str, size: tuple[int, int]) -> DemoSet:
+    def open(self, argument: str, fmt: InputFormat) -> DemoSet:
         if argument not in ("", self.name):
             raise UsageError(f"the demo data source takes no argument, got {argument!r} (use --data demo)")
-        return DemoSet(size)
+        return DemoSet(tuple(fmt.size))

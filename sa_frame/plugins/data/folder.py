@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sa_frame import DataSource, ImageSet, UsageError, read_image
+from sa_frame import DataSource, ImageSet, InputFormat, UsageError, prepare_image, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 PARTITION_DIRS = {"train": ("train",), "valid": ("valid", "val")}
@@ -15,10 +15,10 @@ PARTITION_DIRS = {"train": ("train",), "valid": ("valid", "val")}
 
 class FolderSet(ImageSet):
     """Images in ImageFolder layout: root/train/<class>/*.jpg and root/valid (or val)/<class>/...,
-    or root/<class>/*.jpg (one partition, no partition variable). Resize of the shorter side to
-    size * 256/224 and a centre crop, as torchvision's ImageNet preprocessing."""
+    or root/<class>/*.jpg (one partition, no partition variable). Each image is prepared in the
+    model's input format (shorter side to size / crop_pct, centre crop)."""
 
-    def __init__(self, root: Path, size: tuple[int, int], cache_images: int = 4096) -> None:
+    def __init__(self, root: Path, fmt: InputFormat, cache_images: int = 4096) -> None:
         from functools import lru_cache
 
         root = Path(root)
@@ -48,19 +48,14 @@ class FolderSet(ImageSet):
             empty = [c for c, files in zip(self.classes, per_class) if not files]
             if empty:
                 raise UsageError(f"data folder {root}: class folder {empty[0]!r} of partition {part!r} has no images")
-        self.size = size
+        self.fmt = fmt
         self._load_one = lru_cache(maxsize=cache_images)(self._read)
 
     def counts(self, partition: int) -> Tensor:
         return torch.tensor([len(files) for files in self.files[partition]])
 
     def _read(self, partition: int, cls: int, index: int) -> Tensor:
-        import torchvision.transforms.v2.functional as F
-
-        img = read_image(self.files[partition][cls][index])
-        h, w = self.size
-        img = F.resize(img, [round(min(h, w) * 256 / 224)], antialias=True)
-        return F.center_crop(img, [h, w]).float() / 255.0
+        return prepare_image(read_image(self.files[partition][cls][index]), self.fmt)
 
     def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
         # one file per image: reading is I/O, decoded images are cached (rows share images)
@@ -77,7 +72,7 @@ class FolderSource(DataSource):
     description = "a folder root/<class>/<image> or root/{train,valid|val}/<class>/<image>"
 
     def claims(self, value: str) -> bool:
-        return value != "demo"  # any other bare value is a path (a missing one gets a clear error)
+        return True  # a value that names no source is a path (a missing one gets a clear error)
 
-    def open(self, argument: str, size: tuple[int, int]) -> FolderSet:
-        return FolderSet(Path(argument), size)
+    def open(self, argument: str, fmt: InputFormat) -> FolderSet:
+        return FolderSet(Path(argument), fmt)

@@ -16,6 +16,7 @@ from sa_frame import hookimpl
 @hookimpl
 def register_models(register: Callable[[Any], None]) -> None:
     from sa_frame.plugins.models.demo import DemoModel
+    from sa_frame.plugins.models.efficientnet_lite import EfficientNetLite0
     from sa_frame.plugins.models.timm_models import TimmFamily
     from sa_frame.plugins.models.torchvision_models import TorchvisionModel, classification_model_names
 
@@ -23,6 +24,7 @@ def register_models(register: Callable[[Any], None]) -> None:
     for name in classification_model_names():
         register(TorchvisionModel(name))
     register(TimmFamily())
+    register(EfficientNetLite0())
 
 
 @hookimpl

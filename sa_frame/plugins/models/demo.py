@@ -46,7 +46,7 @@ class DemoModel(Model):
 
     @property
     def class_names(self) -> list[str]:
-        return lookup("data_source", "demo").open("demo", self.input_size).classes
+        return lookup("data_source", "demo").open("demo", self.input_format()).classes
 
     def build_module(self, pretrained: bool) -> nn.Module:
         module = DemoCNN()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sa_frame import Model, unknown_name
+from sa_frame.plugins.models._imagenet import IMAGENET_CLASSES, imagenet_names, imagenet_wnids
 from sa_frame.plugins.models._offline import offline_weights_error
 
 PREFIX = "timm/"
@@ -44,6 +45,8 @@ class TimmModel(Model):
         config = timm.data.resolve_data_config({}, model=skeleton)
         self.input_size = tuple(config["input_size"][1:])
         self.mean, self.std = tuple(config["mean"]), tuple(config["std"])
+        self.crop_pct, self.interpolation = float(config["crop_pct"]), str(config["interpolation"])
+        self.num_classes = int(getattr(skeleton, "num_classes", 0) or 0)
         modules = dict(skeleton.named_modules())
         head = skeleton.get_classifier()
         self.classifier = next(n for n, m in modules.items() if m is head) if isinstance(head, nn.Module) and \
@@ -52,6 +55,15 @@ class TimmModel(Model):
         pooled = [n for n in modules if n.endswith("global_pool")][:1]
         self.checkpoints = list(dict.fromkeys(features + pooled + ([self.classifier] if self.classifier else [])))
         self.hf_hub_id = (skeleton.pretrained_cfg or {}).get("hf_hub_id")
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """ImageNet's classes for a 1,000-way head (timm ships their names), else unknown."""
+        return imagenet_names() if self.num_classes == IMAGENET_CLASSES else None
+
+    @property
+    def class_ids(self) -> list[str] | None:
+        return imagenet_wnids() if self.num_classes == IMAGENET_CLASSES else None
 
     def build_module(self, pretrained: bool) -> nn.Module:
         import timm

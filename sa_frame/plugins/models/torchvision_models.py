@@ -11,6 +11,7 @@ import torchvision
 from torch import nn
 
 from sa_frame import Model
+from sa_frame.plugins.models._imagenet import IMAGENET_CLASSES, imagenet_wnids
 from sa_frame.plugins.models._offline import offline_weights_error
 
 PAPER_CHECKPOINTS = {
@@ -66,6 +67,12 @@ class TorchvisionModel(Model):
     def class_names(self) -> list[str] | None:
         weights = torchvision.models.get_model_weights(self.name).DEFAULT
         return list(weights.meta.get("categories") or []) or None
+
+    @property
+    def class_ids(self) -> list[str] | None:
+        """WordNet ids for the ImageNet heads (torchvision's class order is ImageNet's)."""
+        names = self.class_names
+        return imagenet_wnids() if names is not None and len(names) == IMAGENET_CLASSES else None
 
     def build_module(self, pretrained: bool) -> nn.Module:
         if not pretrained:
