@@ -4,39 +4,81 @@ from __future__ import annotations
 
 from typing import Any
 
+PLAIN_EVERY_S = 10.0  # seconds between progress lines when output is not a terminal
 
-def TransferSpeedlessRate() -> Any:  # noqa: N802 - a rich column factory
+
+def rate_text(per_second: float | None, unit: str = "rows") -> str:
+    """A rate a person can read at any speed: '1,234 rows/s', '0.42 rows/s', '-'."""
+    if not per_second:
+        return f"- {unit}/s"
+    return f"{per_second:,.0f} {unit}/s" if per_second >= 10 else f"{per_second:.2g} {unit}/s"
+
+
+def RowsPerSecond() -> Any:  # noqa: N802 - a rich column factory
     """A column showing rows per second (rich's own speed columns print bytes)."""
     from rich.progress import ProgressColumn
     from rich.text import Text
 
-    class RowsPerSecond(ProgressColumn):
+    class RowsPerSecondColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
-            return Text(f"{task.speed:,.0f} rows/s" if task.speed else "- rows/s")
+            return Text(rate_text(task.speed))
 
-    return RowsPerSecond()
+    return RowsPerSecondColumn()
+
+
+class PlainProgress:
+    """Progress as a plain line every PLAIN_EVERY_S seconds and at the end of each task, for
+    output that is not a terminal (a log file, a batch job), where bars would print nothing."""
+
+    def __init__(self, console: Any, rate: bool) -> None:
+        self.console, self.rate = console, rate
+
+    def task(self, description: str, total: int, completed: int = 0) -> Any:
+        import time
+
+        state = {"done": completed, "start": time.monotonic(), "last": time.monotonic(), "first": completed}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            now = time.monotonic()
+            if now - state["last"] >= PLAIN_EVERY_S or state["done"] >= total:
+                state["last"] = now
+                speed = (state["done"] - state["first"]) / max(now - state["start"], 1e-9)
+                left = (total - state["done"]) / speed if speed > 0 else float("nan")
+                rate = f", {rate_text(speed)}, about {left:,.0f} s left" if self.rate else ""
+                self.console.print(f"{description}: {state['done']:,} / {total:,} "
+                                   f"({100 * state['done'] / max(total, 1):.0f}%){rate}", highlight=False)
+        return advance
 
 
 class ProgressBars:
-    """Rich progress bars (with a rate column and ETA), one per long step; nothing when quiet.
+    """Rich progress bars (with a rate column and ETA), one per long step; plain periodic lines
+    when the console is not a terminal; nothing when quiet.
 
     `bars.task(description, total, completed)` adds a bar and returns its advance(n) function.
     """
 
     def __init__(self, console: Any, quiet: bool, rate: bool = True) -> None:
         self.console, self.quiet, self.rate, self.bar = console, quiet, rate, None
+        self.plain: PlainProgress | None = None
 
     def __enter__(self) -> ProgressBars:
-        if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        if self.quiet:
+            return self
+        if not self.console.is_terminal:
+            self.plain = PlainProgress(self.console, self.rate)
+            return self
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       *([TransferSpeedlessRate()] if self.rate else []), TimeRemainingColumn()]
-            self.bar = Progress(*columns, console=self.console, transient=False)
-            self.bar.start()
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   *([RowsPerSecond()] if self.rate else []), TimeRemainingColumn()]
+        self.bar = Progress(*columns, console=self.console, transient=False)
+        self.bar.start()
         return self
 
     def task(self, description: str, total: int, completed: int = 0) -> Any:
+        if self.plain is not None:
+            return self.plain.task(description, total, completed)
         if self.bar is None:
             return lambda _n: None
         bar = self.bar
@@ -52,11 +94,11 @@ def print_summary(console: Any, results: Any, estimator: Any) -> None:
     """One table per summary map of the estimator: mean per variable (rows) and checkpoint (columns)."""
     from rich.table import Table
 
-    from sa_frame.results.report import summary_rows
+    from sa_frame.results.report import shown_note, summary_rows
 
     for key in estimator.summary:
         labels, checkpoints, table = summary_rows(results, key, estimator)
-        clipped = " clipped to [0, 1]" if key in estimator.fractions else ""
+        clipped = shown_note(key, estimator)
         view = Table(title=f"mean {key}{clipped} per activation (rows: variables, columns: checkpoints)")
         view.add_column("variable", no_wrap=True, min_width=max(len(label) for label in labels))
         for c in checkpoints:

@@ -58,7 +58,7 @@ def run(
     """Run a sensitivity analysis; with no options, the embedded demo (about a minute on 2 CPU cores)."""
     from rich.console import Console
 
-    from sa_frame.cli.console import ProgressBars, print_options, print_summary
+    from sa_frame.cli.console import ProgressBars, print_options, print_summary, rate_text
     from sa_frame.core.options import parse_pairs
     from sa_frame.engine.config import build_config, load_config_file
     from sa_frame.engine.run import execute
@@ -108,4 +108,4 @@ def run(
     out_console = Console()
     print_summary(out_console, results, run_plan.estimator)
     out_console.print(f"[bold]{run_plan.design.n_rows:,}[/] rows in {elapsed:.1f} s "
-                      f"({run_plan.design.n_rows / max(elapsed, 1e-9):,.0f} rows/s) -> {cfg.out}, {figure}")
+                      f"({rate_text(run_plan.design.n_rows / max(elapsed, 1e-9))}) -> {cfg.out}, {figure}")

@@ -3,6 +3,7 @@ results file. Only reads the file; never reruns anything."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 from sa_frame.core.errors import UsageError, unknown_name
 from sa_frame.core.estimator import Estimator
 from sa_frame.core.registry import lookup
-from sa_frame.results.maps import display_values, map_rows
+from sa_frame.results.maps import display_values, map_rows, processed
 from sa_frame.results.store import ResultsFile
 
 
@@ -20,14 +21,33 @@ def estimator_of(results: ResultsFile) -> Estimator:
     return lookup("estimator", results.attrs()["estimator"])
 
 
-def group_means(maps: dict[str, Any], key: str, n_groups: int, fraction: bool, grouped: bool = True) \
-        -> np.ndarray | None:
-    """Mean over all activations of one index map per group (one mean for a map without the
+# Top units leave out activations whose variance is below this fraction of the checkpoint's
+# median (positive) variance: their indices are ratios of round-off and tie at 1.
+VARIANCE_FLOOR = 1e-6
+
+
+def shown(maps: dict[str, Any], key: str, estimator: Estimator) -> np.ndarray | None:
+    """One checkpoint's map `key` as tables and figures show it: the way analyses read it where
+    the estimator declares it (`analysis_maps`: e.g. Shapley shares from the raw effects),
+    else |index|, clipped to [0, 1] for shares of variance; None if absent."""
+    if key in estimator.analysis_maps:
+        source, transform = estimator.analysis_maps[key]
+        return processed(transform, maps[source]) if source in maps else None
+    return display_values(maps[key], key in estimator.fractions) if key in maps else None
+
+
+def shown_note(key: str, estimator: Estimator) -> str:
+    """How `shown` transformed a map, for titles: ' clipped to [0, 1]', ' as shares summing to 1', ..."""
+    transform = estimator.analysis_maps.get(key, (key, "clip" if key in estimator.fractions else ""))[1]
+    return {"shares": " as shares summing to 1", "clip": " clipped to [0, 1]", "abs": " (absolute value)"}.get(
+        transform, "")
+
+
+def group_means(value: np.ndarray | None, n_groups: int, grouped: bool = True) -> np.ndarray | None:
+    """Mean over all activations of one shown map per group (one mean for a map without the
     group axis); None if the map is absent."""
-    value = maps.get(key)
     if value is None:
         return None
-    value = display_values(value, fraction)
     if not grouped or value.ndim == 0 or value.shape[0] != n_groups:  # a map without a group axis (e.g. cov)
         return np.array([np.nanmean(value)])
     return np.nanmean(value.reshape(n_groups, -1), axis=1)
@@ -40,7 +60,7 @@ def summary_rows(results: ResultsFile, key: str, estimator: Estimator | None = N
     groups = map_rows(results)
     maps = results.checkpoint_maps()
     checkpoints = [str(c) for c in results.attrs()["checkpoints"]]
-    columns = [group_means(maps[c], key, len(groups), key in estimator.fractions, key not in estimator.ungrouped)
+    columns = [group_means(shown(maps[c], key, estimator), len(groups), key not in estimator.ungrouped)
                for c in checkpoints]
     labels = groups if columns and columns[0] is not None and len(columns[0]) == len(groups) else [key]
     table = np.stack([c if c is not None else np.full(len(labels), np.nan) for c in columns], axis=1)
@@ -62,7 +82,7 @@ def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: 
         image = ax.imshow(table, cmap="viridis", aspect="auto", vmin=0)
         ax.set_xticks(range(len(checkpoints)), checkpoints, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
-        ax.set_title(f"mean {key} per activation" + (" (clipped to [0, 1])" if key in estimator.fractions else ""))
+        ax.set_title(f"mean {key}{shown_note(key, estimator)} per activation", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     attrs = results.attrs()
     fig.suptitle(f"{attrs['model']} - {attrs['estimator']} - {results.path.name}")
@@ -81,16 +101,17 @@ def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | Non
     maps = results.checkpoint_maps()
     if checkpoint not in maps:
         raise unknown_name("checkpoint", checkpoint, maps)
-    key = key or estimator_of(results).summary[0]
-    if key not in maps[checkpoint]:
-        raise unknown_name("index map", key, maps[checkpoint])
-    values = np.asarray(maps[checkpoint][key], dtype=float)
+    estimator = estimator_of(results)
+    key = key or estimator.summary[0]
+    values = shown(maps[checkpoint], key, estimator)
+    if values is None:
+        raise unknown_name("index map", key, [*maps[checkpoint], *estimator.analysis_maps])
     groups = map_rows(results)
     if values.ndim < 2 or not 0 <= unit < values.shape[1]:
         raise UsageError(f"unit must lie in 0..{values.shape[1] - 1 if values.ndim >= 2 else 0} for checkpoint "
                          f"{checkpoint!r} (shape {values.shape[1:]})")
     per_unit = values[:, unit]
-    if per_unit.ndim == 2:  # (groups, H, W) maps
+    if per_unit.ndim == 3:  # (groups, H, W) maps: one image per variable (paper Figure 3)
         fig, axes = plt.subplots(1, len(groups), figsize=(2.2 * len(groups), 2.6), squeeze=False)
         vmax = np.nanmax(per_unit) if np.isfinite(per_unit).any() else 1.0
         for ax, name, grid in zip(axes[0], groups, per_unit):
@@ -122,16 +143,25 @@ def save_figure(fig: Any, out: Path) -> Path:
 
 def top_units(results: ResultsFile, key: str, k: int = 3, estimator: Estimator | None = None) \
         -> list[tuple[str, str, str]]:
-    """(checkpoint, group, 'unit (score), ...') for the k most sensitive units per group."""
-    fraction = key in (estimator or estimator_of(results)).fractions
+    """(checkpoint, group, 'unit (score), ...') for the k most sensitive units per group: the
+    mean shown index over a unit's activations, those of near-zero variance left out."""
+    estimator = estimator or estimator_of(results)
     groups = map_rows(results)
     maps = results.checkpoint_maps()
     rows = []
     for checkpoint in [str(c) for c in results.attrs()["checkpoints"]]:
-        values = np.asarray(maps[checkpoint].get(key, np.empty(0)), dtype=float)
-        if values.ndim < 2 or values.shape[0] != len(groups):
+        values = shown(maps[checkpoint], key, estimator)
+        if values is None or values.ndim < 2 or values.shape[0] != len(groups):
             continue
-        per_unit = np.nanmean(display_values(values, fraction).reshape(len(groups), values.shape[1], -1), axis=2)
+        values = values.astype(float)
+        var = maps[checkpoint].get("var")
+        if var is not None and np.shape(var) == values.shape[1:]:
+            positive = var[var > 0]
+            floor = VARIANCE_FLOOR * float(np.median(positive)) if positive.size else np.inf
+            values[:, ~(var > floor)] = np.nan
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a unit whose activations are all left out
+            per_unit = np.nanmean(values.reshape(len(groups), values.shape[1], -1), axis=2)
         for g, name in enumerate(groups):
             best = np.argsort(-np.nan_to_num(per_unit[g], nan=-1))[:k]
             rows.append((checkpoint, name, ", ".join(f"{u} ({per_unit[g, u]:.3f})" for u in best)))

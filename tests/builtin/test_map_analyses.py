@@ -203,6 +203,30 @@ def test_segments_analysis_on_a_demo_run(demo_runs, tmp_path):
     np.testing.assert_allclose(original["middle"]["mean"], summarised_mean(unit_matrices(full)), atol=1e-12)
 
 
+def test_default_segments_come_from_the_results(demo_runs):
+    """Without a segments file: one segment per convolutional checkpoint, from the previous one,
+    keeping the units whose maps give the augmentations the largest mean index."""
+    from sa_frame import rebuild
+    from sa_frame.plugins.analyses.segments import default_segments
+
+    results = ResultsFile(demo_runs["sobol"])
+    specs = default_segments(rebuild(results).net, results, "S1", 4)
+    assert [s.modules for s in specs] == [["features.0", "features.1", "features.2"],
+                                          ["features.3", "features.4", "features.5"],
+                                          ["features.6", "features.7", "features.8"], ["features.9", "features.10"]]
+    rows = maps.map_rows(results)
+    augs = [i for i, r in enumerate(rows) if r not in ("class", "partition", "permutation")]
+    score = maps.sensitivity(results, "S1", "features.5")[augs].mean(axis=(0, 2, 3))
+    assert specs[1].units == sorted(np.argsort(-score, kind="stable")[:4].tolist())
+    assert specs[1].original == "features.5" and specs[1].kind == "sequential"
+    code, _, err = cli("analyze", demo_runs["sobol"], "segments", "-o", "n=8", "-o", "units=4", "-o", "channels=value",
+                       "--no-figures", "--quiet")
+    assert code == 0, err
+    result = ResultsFile(demo_runs["sobol"]).read("analyses")["segments"]
+    assert [str(s) for s in result["segments"]] == ["features.2", "features.5", "features.8", "features.10"]
+    assert result["maps"]["value"]["features.5"]["S1"].shape[1] == 4
+
+
 def summarised_mean(matrices):
     return np.where(np.isnan(matrices), 0.0, matrices).mean(0)
 

@@ -74,6 +74,55 @@ def test_stacked_masking_equals_one_masking_forward_per_configuration():
             torch.testing.assert_close(together[k], alone, rtol=1e-5, atol=1e-6)
 
 
+class _Replay:
+    """What predict_batch reads of a rebuilt run: the network, its device and input transform."""
+
+    def __init__(self, net):
+        self.net, self.device = net, torch.device("cpu")
+
+    def inputs(self, images):
+        return images
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.inner = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 10))
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        return self.head(h + self.inner(h))  # a skip connection around the masked `inner`
+
+
+@pytest.mark.parametrize("kind", ["sequential", "residual"])
+def test_shared_prefix_gives_the_predictions_of_repeated_inputs(kind):
+    """The layers before the first masked checkpoint run once per image; the predictions equal
+    those of repeating the input per configuration (residual: the skip forces the fallback)."""
+    from sa_frame.plugins.analyses._predictions import predict_batch
+
+    torch.manual_seed(2)
+    if kind == "sequential":
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3),
+                                  torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10)).eval()
+        masks = {"1": {"a": torch.rand(4, 8, 8), "b": torch.rand(4, 8, 8)}, "2": {"a": torch.rand(4, 6, 6),
+                                                                              "b": torch.rand(4, 6, 6)}}
+    else:
+        net = _Residual().eval()
+        masks = {"inner": {"a": torch.rand(4, 8, 8), "b": torch.rand(4, 8, 8)}}
+    configs = mask_configs(["a", "b"], alphas=[0.0, 0.5], quantiles=[0.6])
+    x = torch.rand(3, 3, 8, 8)
+    results = {}
+    for shared in (True, False):
+        with torch.no_grad(), StackedMasking(net, mask_factors(masks, configs), shared_prefix=shared) as stacked:
+            results[shared] = predict_batch(_Replay(net), stacked, x, len(configs), max_rows=12, top_n=5)
+            results[f"{shared}-still"] = stacked.shared_prefix
+    np.testing.assert_array_equal(results[True][0], results[False][0])
+    np.testing.assert_allclose(results[True][1], results[False][1], rtol=1e-5, atol=1e-7)
+    assert results["True-still"] is (kind == "sequential")  # the residual net fell back
+
+
 def test_accuracy_of_the_original_equals_a_direct_evaluation(shapley_run):
     code, out, err = cli("analyze", shapley_run, "accuracy", *SMALL, "--no-figures")
     assert code == 0, err

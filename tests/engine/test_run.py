@@ -128,8 +128,19 @@ def test_demo_default_show_and_plot(tmp_path, monkeypatch):
     assert len(opened) == 3  # attributes, variables and maps: each read once
     table = out[out.index("mean S1 clipped"):]
     erasing = next(line for line in table.splitlines() if "erasing" in line)
-    expected = np.clip(np.abs(s1[0]), 0, 1).mean()  # the summary's number for erasing at features.5
+    expected = np.clip(np.nan_to_num(s1[0]), 0, 1).mean()  # S1 as analyses read it: erasing at features.5
     assert f"{expected:.3f}" in erasing
+    import sa_frame.results.report as report
+
+    drawn = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, out: drawn.append(fig) or out)
+    code, out, _ = cli("plot", tmp_path / "results.h5", "--checkpoint", "features.5", "--unit", "3")
+    monkeypatch.undo()
+    assert code == 0
+    images = [ax for ax in drawn[0].axes if ax.images]  # one map per variable (paper Figure 3), not bars
+    assert len(images) == 8 and images[0].images[0].get_array().shape == (16, 16)
+    assert [ax.get_title() for ax in images][:2] == ["erasing", "sharpness"]
+    np.testing.assert_allclose(images[0].images[0].get_array(), np.clip(np.nan_to_num(s1[0, 3]), 0, 1))
     code, out, _ = cli("plot", tmp_path / "results.h5", "--checkpoint", "features.5", "--unit", "3")
     assert code == 0 and (tmp_path / "results.features.5.3.png").stat().st_size > 1000
     code, out, _ = cli("plot", tmp_path / "results.h5")

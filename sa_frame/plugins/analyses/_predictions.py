@@ -77,12 +77,21 @@ def mask_factors(masks: Mapping[str, Mapping[str, Tensor]], configs: Sequence[Ma
 
 
 class StackedMasking(ForwardHooks):
-    """Hooks that multiply copy k of a repeated batch by factor k, on every masked checkpoint."""
+    """Hooks that multiply copy k of a repeated batch by factor k, on every masked checkpoint.
 
-    def __init__(self, net: nn.Module, factors: Mapping[str, Tensor]) -> None:
+    With `shared_prefix` the network is fed the batch once: the first masked checkpoint the
+    forward reaches repeats its output K times, so the layers before it run once per image
+    instead of once per configuration. That is exact when everything after that checkpoint
+    depends on the input only through it (sequential networks, checkpoints between residual
+    blocks); where a skip connection jumps over it, the shapes disagree and `predict_batch`
+    falls back to repeating the input."""
+
+    def __init__(self, net: nn.Module, factors: Mapping[str, Tensor], shared_prefix: bool = True) -> None:
         self.modules = resolve_modules(net, factors)
         self.factors = dict(factors)
         self.active: slice = slice(0, 1)
+        self.batch = 0  # images per forward before repetition (set by predict_batch)
+        self.shared_prefix = shared_prefix
         self._handles: list[RemovableHandle] = []
 
     def __enter__(self) -> StackedMasking:
@@ -90,6 +99,8 @@ class StackedMasking(ForwardHooks):
             def hook(_m: nn.Module, _i: tuple, output: Tensor, name: str = name) -> Tensor:
                 factor = self.factors[name][self.active]
                 k = factor.shape[0]
+                if self.shared_prefix and k > 1 and output.shape[0] == self.batch:
+                    output = output.repeat(k, *([1] * (output.ndim - 1)))  # the prefix ends here
                 view = output.reshape(k, output.shape[0] // k, *output.shape[1:])
                 return (view * factor.unsqueeze(1).to(output.dtype)).reshape(output.shape)
             self._handles.append(module.register_forward_hook(hook))
@@ -111,6 +122,11 @@ def input_conditions(augmentations: Sequence[Augmentation], images: Tensor, n_in
     for aug in augmentations:
         for params in draw_params(aug, images.shape[0], n_inner, generator):
             yield aug.name, aug(images, {k: v.to(images.device) for k, v in params.items()})
+
+
+def conditions(augmentations: Sequence[Augmentation], n_inner: int) -> int:
+    """Input conditions per image: the original, and each augmentation alone per draw."""
+    return 1 + sum(n_inner if aug.params else 1 for aug in augmentations)
 
 
 @dataclass(frozen=True)
@@ -184,8 +200,9 @@ class PredictionStore:
 
 
 def predict_batch(replay: Rebuilt, masking: StackedMasking | None, images: Tensor, n_configs: int, max_rows: int,
-                  top_n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n classes and probabilities (K, B, n) of one input batch under all K configurations."""
+                  top_n: int, progress: Callable[[int], None] = lambda _n: None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n classes and probabilities (K, B, n) of one input batch under all K configurations;
+    `progress(evaluations)` after each forward."""
     batch = images.shape[0]
     inputs = replay.inputs(images.to(replay.device))
     per_forward = max(1, max_rows // batch)
@@ -193,11 +210,21 @@ def predict_batch(replay: Rebuilt, masking: StackedMasking | None, images: Tenso
     for start in range(0, n_configs, per_forward):
         k = min(per_forward, n_configs - start)
         if masking is not None:
-            masking.active = slice(start, start + k)
-        logits = replay.net(inputs.repeat(k, 1, 1, 1))
+            masking.active, masking.batch = slice(start, start + k), batch
+        logits = None
+        if masking is not None and masking.shared_prefix and k > 1:
+            try:
+                logits = replay.net(inputs)
+            except RuntimeError:  # a skip connection around the first masked checkpoint
+                logits = None
+            if logits is None or logits.shape[0] != k * batch:
+                masking.shared_prefix, logits = False, None
+        if logits is None:
+            logits = replay.net(inputs.repeat(k, 1, 1, 1))
         proba, top = torch.softmax(logits.float(), dim=-1).topk(top_n, dim=-1)
         tops.append(top.view(k, batch, top_n).cpu())
         probas.append(proba.view(k, batch, top_n).cpu())
+        progress(k * batch)
     return torch.cat(tops).numpy().astype(np.int32), torch.cat(probas).numpy()
 
 
@@ -205,7 +232,8 @@ def compute_predictions(replay: Rebuilt, store: PredictionStore, masks: Mapping[
                         configs: Sequence[MaskConfig], settings: StoreIdentity, max_rows: int,
                         progress: Callable[[int], None]) -> int:
     """Fill the store batch by batch (skipping stored batches) with the predictions of the
-    images, draws and batches `settings` describe; returns the number of images."""
+    images, draws and batches `settings` describe; `progress(n)` counts evaluations (an image
+    under one input condition and one masking configuration); returns the number of images."""
     batch_size, top_n, seed, n_inner = settings.batch_size, settings.top_n, settings.seed, settings.n_inner
     classes, index, partition = replay.evaluation_images(settings.per_class, settings.partition or None)
     n_images = classes.numel()
@@ -216,19 +244,18 @@ def compute_predictions(replay: Rebuilt, store: PredictionStore, masks: Mapping[
         for b, start in enumerate(range(0, n_images, batch_size)):
             rows = slice(start, min(start + batch_size, n_images))
             if store.done(b):
-                progress(rows.stop - rows.start)
+                progress((rows.stop - rows.start) * len(configs) * conditions(replay.augmentations, n_inner))
                 continue
             generator = torch.Generator().manual_seed(seed * 1_000_003 + b)
             images = replay.source.load(classes[rows], index[rows], partition[rows])
             top: dict[str, list[np.ndarray]] = {}
             proba: dict[str, list[np.ndarray]] = {}
             for key, batch_images in input_conditions(replay.augmentations, images, n_inner, generator):
-                t, p = predict_batch(replay, masking, batch_images, len(configs), max_rows, top_n)
+                t, p = predict_batch(replay, masking, batch_images, len(configs), max_rows, top_n, progress)
                 top.setdefault(key, []).append(t)
                 proba.setdefault(key, []).append(p)
             store.write(b, replay.network_labels(classes[rows]).numpy(), {k: np.stack(v) for k, v in top.items()},
                         {k: np.stack(v) for k, v in proba.items()})
-            progress(rows.stop - rows.start)
     return n_images
 
 

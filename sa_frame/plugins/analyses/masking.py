@@ -29,6 +29,7 @@ from sa_frame.plugins.analyses._predictions import (
     StoreIdentity,
     accuracies,
     compute_predictions,
+    conditions,
     feature_labels,
     mask_configs,
 )
@@ -88,7 +89,8 @@ class AccuracyAnalysis(Analysis):
         if n_images == 0:
             raise UsageError("no evaluation images: the chosen partition is empty")
         store = PredictionStore(store_folder(results, self.name, options.predictions)).prepare(identity, options.force)
-        advance = progress(f"{self.name}: images", n_images)
+        advance = progress(f"{self.name}: evaluations (image x input x mask)",
+                           n_images * len(configs) * conditions(replay.augmentations, options.n_inner))
         started = time.perf_counter()
         max_rows = getattr(options, "max_rows", 0) or (1024 if replay.device.type == "cuda" else 64)
         compute_predictions(replay, store, masks, configs, identity, max_rows, advance)
@@ -153,8 +155,8 @@ class MaskingAnalysis(AccuracyAnalysis):
         inputs = [str(k) for k in outputs["inputs"]]
         print_matrix(console, f"top-1 with the raw mask of each variable ({outputs['value']} maps), rows: input",
                      inputs, variables, outputs["masked"]["top1"][:, :, -2])
-        print_matrix(console, "Spearman correlation over the 17 masking features: augmented + mask vs "
-                     "original + mask (Figure 4)", inputs[1:], variables, outputs["pattern"])
+        print_matrix(console, f"Spearman correlation over the {len(outputs['features'])} masking features: "
+                     "augmented + mask vs original + mask (Figure 4)", inputs[1:], variables, outputs["pattern"])
         console.print(f"{int(outputs['images'])} images, {outputs['images_per_second']:.1f} images/s "
                       f"({outputs['evaluations_per_second']:.0f} masked evaluations/s)")
 

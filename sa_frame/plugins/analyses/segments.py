@@ -28,6 +28,7 @@ from torch import Tensor
 from sa_frame import (
     Analysis,
     Progress,
+    Rebuilt,
     ResultsFile,
     UsageError,
     did_you_mean,
@@ -51,7 +52,9 @@ PAPER_KEYS = {"unit_name": "name", "modules_names": "modules", "module_type": "k
 
 @dataclass
 class SegmentsOptions:
-    segments: str = option("", "YAML/JSON file defining the segments (required)")
+    segments: str = option("", "YAML/JSON file defining the segments (default: one segment per convolutional "
+                               "checkpoint, from the previous one, with its most sensitive units)")
+    units: int = option(8, "units per default segment: the most sensitive to the augmentations")
     channels: list[str] = option(list(CHANNELS), "hue, saturation and/or value")
     n: int = option(0, "design size (0: the run's)")
     batch_size: int = option(0, "rows per forward (0: the run's)")
@@ -108,6 +111,39 @@ def load_segments(path: str) -> list[SegmentSpec]:
     return specs
 
 
+def default_segments(net: torch.nn.Module, results: ResultsFile, value: str, n_units: int) -> list[SegmentSpec]:
+    """One segment per convolutional checkpoint: the modules after the previous checkpoint of
+    the same parent module (or from the parent's first child) up to it, keeping the `n_units`
+    units whose maps give the augmentations the largest mean index (the evidence the method
+    uses); sliced where the modules allow it, else whole with the units taken from the output."""
+    rows = maps.map_rows(results)
+    augmentations = [i for i, r in enumerate(rows) if r not in ("class", "partition", "permutation")]
+    modules = dict(net.named_modules())
+    specs, previous = [], {}
+    for checkpoint in maps.checkpoints(results):
+        parent, _, _ = checkpoint.rpartition(".")
+        siblings = [f"{parent}.{n}" if parent else n for n, _ in modules[parent].named_children()]
+        start = siblings.index(previous[parent]) + 1 if parent in previous else 0
+        previous[parent] = checkpoint
+        chosen = siblings[start:siblings.index(checkpoint) + 1]
+        values = maps.sensitivity(results, value, checkpoint)
+        has_conv = any(isinstance(m, torch.nn.Conv2d) for n in chosen for m in modules[n].modules())
+        if values.ndim != 4 or values.shape[2] * values.shape[3] < 2 or not has_conv:
+            continue  # no spatial map to correlate pixel-wise, or no convolution to take channels from
+        score = values[augmentations].mean(axis=(0, 2, 3))
+        units = sorted(int(u) for u in np.argsort(-score, kind="stable")[:n_units])
+        try:
+            build_segment(net, chosen, "sequential", units)
+            kind = "sequential"
+        except UsageError:
+            kind = "residual"
+        specs.append(SegmentSpec(checkpoint, chosen, kind, units, checkpoint))
+    if not specs:
+        raise UsageError(f"{results.path}: no convolutional checkpoint to build a default segment from; give "
+                         f"-o segments=FILE")
+    return specs
+
+
 def channel_inputs(images: Tensor, channels: list[str], mean: float, std: float) -> dict[str, Tensor]:
     """[0, 1] RGB (B, 3, H, W) -> {channel: (B, 1, H, W)} standardised single HSV channels."""
     from torchvision.transforms.v2.functional._color import _rgb_to_hsv  # the op the hue augmentation uses
@@ -132,14 +168,19 @@ class SegmentsAnalysis(Analysis):
     Options = SegmentsOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
-        specs = load_segments(options.segments)
+        if options.units < 1:
+            raise UsageError(f"segments option units must be at least 1, got {options.units}")
         for c in options.channels:
             if c not in CHANNELS:
                 raise unknown_name("channel", c, CHANNELS)
         if options.nan_policy not in NAN_POLICIES:
             raise UsageError(f"nan_policy must be any or all, got {options.nan_policy!r}")
         value = maps.check_value(results, options.value)
-        segment_maps = self._estimate(results, options, specs, progress)
+        rebuilt = rebuild(results, device=options.device or None, n=options.n or None,
+                          batch_size=options.batch_size or None)
+        specs = load_segments(options.segments) if options.segments else \
+            default_segments(rebuilt.net, results, value, options.units)
+        segment_maps = self._estimate(rebuilt, options, specs, progress)
         variables = maps.map_rows(results)
         source, transform = maps.analysis_maps(results)[value]
         per_unit: dict[str, dict[str, np.ndarray]] = {c: {} for c in options.channels}
@@ -171,11 +212,9 @@ class SegmentsAnalysis(Analysis):
                 "value": value, "maps": out_maps, "units": out_units, "original": original, "layers": layers,
                 "versus_original": versus, "originals": np.array(list(original))}
 
-    def _estimate(self, results: ResultsFile, options: Any, specs: list[SegmentSpec], progress: Progress) \
+    def _estimate(self, rebuilt: Rebuilt, options: Any, specs: list[SegmentSpec], progress: Progress) \
             -> dict[str, dict[str, np.ndarray]]:
         """Run the results file's estimator on the segments' outputs over the run's own design."""
-        rebuilt = rebuild(results, device=options.device or None, n=options.n or None,
-                          batch_size=options.batch_size or None)
         run, runner = rebuilt.plan, rebuilt.runner
         segments = {s.name: build_segment(run.net, s.modules, s.kind, s.units).to(run.device) for s in specs}
         mean, std = float(np.mean(run.spec.mean)), float(np.mean(run.spec.std))
