@@ -1,5 +1,6 @@
-"""Guided masking: all masking configurations of a batch in stacked forwards vs one
-forward per configuration (the research code's way), on the same network and masks.
+"""Guided masking: all masking configurations of a batch in stacked forwards — with the
+layers before the first masked checkpoint run once per image (shared prefix) and without —
+vs one forward per configuration (the research code's way), on the same network and masks.
 
 Masks: 8 variables x 17 configurations (15 thresholds, raw, inverted) + no mask = 137
 configurations on every convolutional checkpoint, as `sa-frame analyze R masking` does.
@@ -41,13 +42,13 @@ def main() -> None:
     configs = mask_configs(variables, [0.0, 0.5, 1.5], [0.5, 0.6, 0.7, 0.8, 0.9])
     factors = mask_factors(masks, configs)
 
-    def stacked() -> None:
+    def stacked(shared: bool = False) -> None:
         per = max(1, args.max_rows // args.batch)
-        with torch.no_grad(), StackedMasking(net, factors) as hooks:
+        with torch.no_grad(), StackedMasking(net, factors, shared_prefix=shared) as hooks:
             for start in range(0, len(configs), per):
                 k = min(per, len(configs) - start)
-                hooks.active = slice(start, start + k)
-                net(x.repeat(k, 1, 1, 1))
+                hooks.active, hooks.batch = slice(start, start + k), args.batch
+                net(x if shared else x.repeat(k, 1, 1, 1))
 
     def one_by_one() -> None:
         with torch.no_grad():
@@ -58,13 +59,17 @@ def main() -> None:
                 with Masking(net, {n: masks[n][c.variable] for n in convs}, c.mode, c.alpha, c.q):
                     net(x)
 
+    t_shared = best_time(lambda: stacked(True), args.repeats, device)
     t_stacked = best_time(stacked, args.repeats, device)
     t_single = best_time(one_by_one, args.repeats, device)
     print(f"{args.model} on {device}, batch {args.batch}, {len(configs)} configurations on {len(convs)} checkpoints")
     print(f"  stacked (max {args.max_rows} rows/forward): {args.batch / t_stacked:8.2f} images/s "
           f"({args.batch * len(configs) / t_stacked:,.0f} masked evaluations/s)")
+    print(f"  stacked, shared prefix:            {args.batch / t_shared:8.2f} images/s "
+          f"(first masked checkpoint {convs[0]!r})")
     print(f"  one forward per configuration:      {args.batch / t_single:8.2f} images/s")
-    print(f"  ratio: {t_single / t_stacked:.2f}x")
+    print(f"  ratio stacked / one by one: {t_single / t_stacked:.2f}x; shared prefix / stacked: "
+          f"{t_stacked / t_shared:.2f}x")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ class MaskingOptions(AccuracyOptions):
     checkpoints: list[str] = option([], "checkpoints to use (default: every convolutional one)")
     alphas: list[float] = option([0.0, 0.5, 1.5], "factors applied at or above the quantile (thresholded)")
     quantiles: list[float] = option([0.5, 0.6, 0.7, 0.8, 0.9], "quantiles of the whole checkpoint's mask (thresholded)")
-    max_rows: int = option(0, "rows per forward (masked copies of a batch); 0: 64 on CPU, 1024 on CUDA")
+    max_rows: int = option(0, "rows per forward (masked copies of a batch); 0: 1024 on CUDA, on CPU 64 at 64 px "
+                                 "and fewer for larger images (5 at 224 px)")
 
 
 def _check(options: AccuracyOptions) -> None:
@@ -92,7 +93,11 @@ class AccuracyAnalysis(Analysis):
         advance = progress(f"{self.name}: evaluations (image x input x mask)",
                            n_images * len(configs) * conditions(replay.augmentations, options.n_inner))
         started = time.perf_counter()
-        max_rows = getattr(options, "max_rows", 0) or (1024 if replay.device.type == "cuda" else 64)
+        h, w = replay.spec.input_size
+        # on a CPU, stacked copies pay off while a forward's activations stay cache-sized: 64 rows
+        # of 64 px, a few of 224 px (measured: benchmarks/masking.py, docs/performance.md)
+        max_rows = getattr(options, "max_rows", 0) or (1024 if replay.device.type == "cuda"
+                                                       else max(1, 64 * 64 * 64 // (h * w)))
         compute_predictions(replay, store, masks, configs, identity, max_rows, advance)
         elapsed = time.perf_counter() - started
         return replay, store, accuracies(store.parts()), n_images, elapsed
@@ -157,8 +162,8 @@ class MaskingAnalysis(AccuracyAnalysis):
                      inputs, variables, outputs["masked"]["top1"][:, :, -2])
         print_matrix(console, f"Spearman correlation over the {len(outputs['features'])} masking features: "
                      "augmented + mask vs original + mask (Figure 4)", inputs[1:], variables, outputs["pattern"])
-        console.print(f"{int(outputs['images'])} images, {outputs['images_per_second']:.1f} images/s "
-                      f"({outputs['evaluations_per_second']:.0f} masked evaluations/s)")
+        console.print(f"{int(outputs['images'])} images, {outputs['images_per_second']:.2g} images/s "
+                      f"({outputs['evaluations_per_second']:,.0f} masked evaluations/s)")
 
     def figures(self, outputs: Mapping[str, Any], prefix: Path) -> list[Path]:
         return [heatmap(outputs["pattern"], [str(k) for k in outputs["inputs"][1:]],
