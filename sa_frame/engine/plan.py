@@ -44,6 +44,8 @@ class RunPlan:
     options: Any
     #: the data's classes in the network's class space
     labels: Labels
+    #: the network's number of outputs, when the model says (class names, or a head size)
+    n_outputs: int | None = None
 
     @property
     def rows_per_batch(self) -> int:
@@ -99,10 +101,11 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
         resolve_modules(net, checkpoints)
     if config.classifier_output not in ("softmax", "logits"):
         raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
-    n_outputs = len(spec.class_names) if spec.class_names else None
+    names = spec.class_names
+    n_outputs = len(names) if names else int(getattr(spec, "num_classes", 0) or 0) or None
     labels = network_labels(source, spec, n_outputs, config.class_map)
     return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options,
-                   labels)
+                   labels, n_outputs)
 
 
 def open_data(value: str, fmt: InputFormat) -> ImageSet:

@@ -91,8 +91,7 @@ class Rebuilt:
 
     def label_warning(self) -> str:
         """Why accuracies may mean nothing: the data's classes cannot be matched to the outputs."""
-        names = self.spec.class_names
-        return label_warning(self.plan.labels, len(self.source.classes), len(names) if names else None)
+        return label_warning(self.plan.labels, len(self.source.classes), self.plan.n_outputs)
 
     def inputs(self, images: Tensor) -> Tensor:
         """[0, 1] images -> the network's input (post-processing of the run, then normalisation)."""

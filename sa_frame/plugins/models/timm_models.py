@@ -8,11 +8,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sa_frame import Model, unknown_name
+from sa_frame import Model, UsageError, unknown_name
 from sa_frame.plugins.models._imagenet import IMAGENET_CLASSES, imagenet_names, imagenet_wnids
-from sa_frame.plugins.models._offline import offline_weights_error
 
 PREFIX = "timm/"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HUB_HOST = ("huggingface.co", 443)
+
+
+def offline_reason(hub_offline: bool) -> str:
+    """Why weights cannot be downloaded now ('' when the hub answers): asked before timm tries,
+    whose retries take about a minute to fail on a machine without a network."""
+    import socket
+
+    if hub_offline:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        socket.create_connection(HUB_HOST, timeout=3).close()
+    except OSError as exc:
+        return f"{HUB_HOST[0]} is unreachable ({exc.strerror or type(exc).__name__})"
+    return ""
 
 
 class TimmFamily:
@@ -70,12 +85,17 @@ class TimmModel(Model):
 
         if not pretrained:
             return timm.create_model(self.timm_name, pretrained=False)
-        try:
-            return timm.create_model(self.timm_name, pretrained=True)
-        except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub's offline errors are OSErrors
-            from huggingface_hub import constants
+        from huggingface_hub import constants, try_to_load_from_cache
 
-            repo = self.hf_hub_id or f"timm/{self.timm_name}"
-            raise offline_weights_error(self.name, f"model.safetensors of {repo}", Path(constants.HF_HUB_CACHE),
-                                        f"e.g. `huggingface-cli download {repo}` on a machine online, then copy "
-                                        f"the cache; {type(exc).__name__}") from None
+        repo = self.hf_hub_id or f"timm/{self.timm_name}"
+        cached = any(isinstance(try_to_load_from_cache(repo, file), str) for file in WEIGHT_FILES)
+        why = "" if cached else offline_reason(constants.HF_HUB_OFFLINE)
+        if not why:
+            try:
+                return timm.create_model(self.timm_name, pretrained=True)
+            except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub's offline errors are OSErrors
+                why = type(exc).__name__
+        raise UsageError(f"ImageNet weights for {self.name} are not cached and cannot be downloaded ({why}): on a "
+                         f"machine online download https://huggingface.co/{repo}/resolve/main/model.safetensors "
+                         f"and give --weights /path/to/model.safetensors, or run `huggingface-cli download {repo}` "
+                         f"there and copy its cache into {Path(constants.HF_HUB_CACHE)}; or use --weights random")
