@@ -1,12 +1,10 @@
 """The data-source contract: where a run's images come from.
 
-A `DataSource` plugin is registered by name (``demo``, ``folder``, ...) and opened with
-an argument — ``--data demo``, ``--data name:argument``, or a bare value (a folder path)
-that a source `claims` — into an `ImageSet`: its classes, one or two partitions, image
-counts per (class, partition), and `load`, which returns float images in [0, 1] at the
-model's input size. The class variable decides the image: the design gives a class
-index and a value in [0, 1) that `select` maps to an image within that class.
-"""
+A `DataSource` plugin is registered by name and opened with an argument (``--data demo``,
+``--data name:argument``, or a bare value such as a folder path that a source `claims`)
+into an `ImageSet`: classes, one or two partitions, image counts, and `load` of float
+images in [0, 1] at the model's input size. The class variable decides the image: the
+design gives a class index and a value in [0, 1) that `select` maps to an image."""
 
 from __future__ import annotations
 
@@ -34,8 +32,7 @@ class ImageSet(ABC):
     classes: list[str]
     #: partition names (``train``/``valid``, or one partition); two make a partition variable
     partitions: list[str]
-    #: identifiers of the classes in a network's class space (e.g. WordNet ids), when known:
-    #: the engine maps them to the model's outputs through `Model.class_ids`
+    #: the classes' ids in a network's class space (WordNet ids), mapped via `Model.class_ids`
     class_ids: list[str] | None = None
 
     @abstractmethod
@@ -45,6 +42,10 @@ class ImageSet(ABC):
     @abstractmethod
     def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
         """Images (B, 3, H, W) float in [0, 1] for (B,) class, within-class index and partition."""
+
+    def fingerprint(self) -> str:
+        """What the images depend on (a listing digest, a version); a resume refuses a change."""
+        return type(self).__name__
 
     def select(self, classes: Tensor, within: Tensor, partition: Tensor) -> Tensor:
         """Image indices for design values: floor(within * count of (class, partition))."""

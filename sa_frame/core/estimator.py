@@ -78,6 +78,9 @@ class Accumulator(ABC):
     `finalize_checkpoint` (and `merge_checkpoint` where adding the tensors is not a merge).
     """
 
+    #: whether every float64 state tensor is finite (a resume refuses a state that is not)
+    finite_state: bool = True
+
     def __init__(self, problem: Problem, design: Design, shapes: Mapping[str, tuple[int, ...]],
                  device: str | torch.device = "cpu") -> None:
         self.problem = problem

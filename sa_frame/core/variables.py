@@ -97,8 +97,8 @@ class Uniform(Variable):
     kind = "uniform"
 
     def __init__(self, low: float, high: float) -> None:
-        if not high > low:
-            raise UsageError(f"Uniform needs low < high, got ({low}, {high})")
+        if not (math.isfinite(low) and math.isfinite(high) and high > low):
+            raise UsageError(f"Uniform needs finite low < high, got ({low}, {high})")
         self.low, self.high = float(low), float(high)
 
     def from_unit(self, u: Tensor) -> Tensor:
@@ -111,8 +111,8 @@ class LogUniform(Variable):
     kind = "log-uniform"
 
     def __init__(self, low: float, high: float) -> None:
-        if not (low > 0 and high > low):
-            raise UsageError(f"LogUniform needs 0 < low < high, got ({low}, {high})")
+        if not (low > 0 and high > low and math.isfinite(high)):
+            raise UsageError(f"LogUniform needs finite 0 < low < high, got ({low}, {high})")
         self.low, self.high = float(low), float(high)
         self._log_low, self._log_high = math.log(low), math.log(high)
 

@@ -18,6 +18,7 @@ from sa_frame.core.errors import UsageError, did_you_mean, yaml_error
 # Flags and top-level YAML keys kept as documented aliases of estimator options
 # (``--n-outer 4`` is ``-o n_outer=4``).
 OPTION_ALIASES = ("n_outer", "n_inner", "players", "second_order")
+RESULTS_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 # Keys that do not change the numbers (left out of the resume check).
 NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "keep_state"})
 
@@ -118,6 +119,9 @@ def build_config(file_values: dict[str, Any], flags: dict[str, Any], source: str
         except (TypeError, ValueError):
             raise UsageError(f"{source}: {key} must be of type {kind}, got {value!r}") from None
     config = RunConfig(**merged)
+    if Path(config.out).suffix.lower() not in RESULTS_SUFFIXES:
+        raise UsageError(f"--out {config.out}: a results file is HDF5, its name ends in "
+                         f"{' or '.join(RESULTS_SUFFIXES)} (figures are written next to it as .png)")
     if config.batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {config.batch_size}")
     if config.postprocess not in ("none", "minmax"):

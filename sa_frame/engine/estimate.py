@@ -18,6 +18,8 @@ from sa_frame.core.registry import lookup
 
 def _as_outputs(y: Any, rows: int) -> Tensor:
     y = torch.as_tensor(y)
+    if y.is_complex() or not (y.is_floating_point() or y.dtype in (torch.int32, torch.int64)):
+        raise UsageError(f"fn must return real numbers, got {y.dtype}")
     if y.ndim == 1:
         y = y.unsqueeze(1)
     if y.ndim != 2 or y.shape[0] != rows:
@@ -34,6 +36,8 @@ def estimate(problem: Problem, fn: Callable[[Tensor], Any], estimator: str = "so
     outputs. Returns index maps keyed by name, e.g. ``S1`` shaped (n_groups, n_outputs).
     Memory does not depend on `n`: rows are generated, evaluated and folded in block by block.
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise UsageError(f"n must be a positive integer, got {n!r}")
     est = lookup("estimator", estimator)
     design = est.design(problem, n, seed, **options)
     acc = None

@@ -12,19 +12,26 @@ from sa_frame.core.errors import UsageError
 
 
 def prepare_image(image: Tensor, fmt: InputFormat) -> Tensor:
-    """A (3, H, W) uint8 image as a float (3, *fmt.size) image in [0, 1]: the shorter side
-    resized to min(size) / crop_pct with the format's interpolation, then a centre crop."""
+    """A (3, H, W) uint8 (or float in [0, 1]) image as a float (3, *fmt.size) image in [0, 1]:
+    the shorter side resized to min(size) / crop_pct with the format's interpolation, then a
+    centre crop."""
+    import torch
     import torchvision.transforms.v2.functional as F
     from torchvision.transforms import InterpolationMode
 
     h, w = fmt.size
     mode = InterpolationMode(fmt.interpolation)
     image = F.resize(image, [round(min(h, w) / fmt.crop_pct)], interpolation=mode, antialias=True)
-    return (F.center_crop(image, [h, w]).float() / 255.0).clamp_(0.0, 1.0)
+    image = F.center_crop(image, [h, w])
+    return (image.float() / 255.0 if image.dtype == torch.uint8 else image.float()).clamp_(0.0, 1.0)
 
 
 def read_image(path: Path) -> Tensor:
-    """An image file as a (3, H, W) uint8 RGB tensor (UsageError naming an unreadable file)."""
+    """An image file as a (3, H, W) RGB tensor: uint8 for 8-bit files, float32 in [0, 1] for
+    16-bit ones (scaled by 65535, where converting to RGB would clip them to white); 32-bit
+    and floating-point images are refused with the file named (their range is unknown)."""
+    import numpy as np
+    import torch
     import torchvision.transforms.v2.functional as F
     from PIL import Image, UnidentifiedImageError
 
@@ -32,6 +39,12 @@ def read_image(path: Path) -> Tensor:
         raise UsageError(f"image file not found: {path}")
     try:
         with Image.open(path) as pil:
+            if pil.mode.startswith("I;16"):
+                grey = torch.from_numpy(np.asarray(pil, dtype=np.uint16).astype(np.float32) / 65535.0)
+                return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
+            if pil.mode in ("I", "F"):
+                raise UsageError(f"image {path} is {'32-bit integer' if pil.mode == 'I' else 'floating-point'} "
+                                 f"(mode {pil.mode}); its range is unknown: convert it to 8 or 16 bits")
             return F.pil_to_tensor(pil.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise UsageError(f"cannot read image {path}: {exc}") from None

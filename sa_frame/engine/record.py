@@ -34,8 +34,10 @@ def variables_section(run: RunPlan) -> dict[str, Any]:
             "classes": np.array(run.source.classes), "partitions": np.array(run.source.partitions)}
 
 
-def base_attrs(run: RunPlan, status: str, blocks_done: int) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "status": status, "config": run.config.to_yaml(),
+def base_attrs(run: RunPlan, status: str, blocks_done: int,
+               inputs: dict[str, str] | None = None) -> dict[str, Any]:
+    """The root attributes; `inputs` the content fingerprints a resume compares."""
+    return {"inputs": inputs or {}, "schema_version": SCHEMA_VERSION, "status": status, "config": run.config.to_yaml(),
             "identity": run.config.identity(), "versions": versions(),
             "seed": run.config.seed, "estimator": run.config.estimator, "model": run.spec.name,
             "design": run.design.config(), "n_rows": run.design.n_rows, "n_blocks": run.design.n_blocks,

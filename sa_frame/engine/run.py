@@ -19,6 +19,7 @@ from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import World, join, leave, merged_on_main
 from sa_frame.engine.plan import RunPlan, plan, resolve_device
 from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
+from sa_frame.engine.resume import check_inputs, check_state, input_fingerprints, remove_stale_temporaries
 from sa_frame.engine.runner import Progress, Runner
 from sa_frame.results.lock import WriterLock
 from sa_frame.results.store import COMPLETE, RUNNING, ResultsFile, state_tree
@@ -30,6 +31,8 @@ def check_existing(results: ResultsFile, config: RunConfig) -> int:
         if config.resume:
             raise UsageError(f"nothing to resume: {results.path} does not exist")
         return 0
+    if config.force and config.resume:
+        raise UsageError("--resume continues the saved run and --force discards it: give one of them")
     if config.force:
         return 0
     try:
@@ -79,17 +82,24 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
 
     acc = fresh()
     variables = variables_section(run)
+    inputs = input_fingerprints(run)
+    if world.is_main:
+        remove_stale_temporaries(results.path)
     if start_block and world.is_main:  # the saved state covers blocks [0, start_block): one copy of it
+        stored = results.attrs()
+        if "inputs" in stored:  # files written before fingerprints were recorded have none
+            check_inputs(stored["inputs"], run, results.path)
         try:
             state = results.state()
             if not any("/" in key for key in state):
                 raise ValueError("no accumulator state was saved")
+            check_state(run, shapes, state, start_block)  # before any kernel reads it
             acc.load_state(state)
         except (KeyError, ValueError, RuntimeError, OSError, UsageError) as exc:
             raise UsageError(f"{results.path}: the saved state cannot be resumed ({exc}); use --force to start "
                              f"over") from None
     elif world.is_main:
-        results.write(base_attrs(run, RUNNING, 0), {"variables": variables})
+        results.write(base_attrs(run, RUNNING, 0, inputs), {"variables": variables})
     world.barrier()
     started = time.perf_counter()
     n_blocks = run.design.n_blocks
@@ -101,7 +111,7 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
         if rounds_done % rounds_per_save == 0 and prefix < n_blocks:
             merged = merged_on_main(world, acc, fresh)
             if merged is not None:
-                results.write(base_attrs(run, RUNNING, prefix), {"variables": variables,
+                results.write(base_attrs(run, RUNNING, prefix, inputs), {"variables": variables,
                                                                  "state": state_tree(merged.state())})
 
     rows_per_block = run.design.n_rows // n_blocks
@@ -115,7 +125,7 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
         leave(world)
         return run, None, elapsed
     maps = merged.finalize()
-    attrs = base_attrs(run, COMPLETE, n_blocks) | {"elapsed_s": elapsed, "processes": world.size,
+    attrs = base_attrs(run, COMPLETE, n_blocks, inputs) | {"elapsed_s": elapsed, "processes": world.size,
                                                    "nonfinite_values": nonfinite_summary(maps)}
     sections = {"variables": variables, "checkpoints": maps}
     if config.keep_state:  # float64 sums: to check exactness, or to merge with other runs later

@@ -24,6 +24,7 @@ def estimator_of(results: ResultsFile) -> Estimator:
 # Top units leave out activations whose variance is below this fraction of the checkpoint's
 # median (positive) variance: their indices are ratios of round-off and tie at 1.
 VARIANCE_FLOOR = 1e-6
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def shown(maps: dict[str, Any], key: str, estimator: Estimator) -> np.ndarray | None:
@@ -132,6 +133,9 @@ def save_figure(fig: Any, out: Path) -> Path:
     """Write a matplotlib figure as PNG and close it (UsageError naming an unwritable path)."""
     import matplotlib.pyplot as plt
 
+    if Path(out).suffix.lower() not in FIGURE_SUFFIXES:
+        plt.close(fig)
+        raise UsageError(f"cannot write figure {out}: its name must end in {', '.join(FIGURE_SUFFIXES)}")
     try:
         fig.savefig(out, dpi=110, bbox_inches="tight")
     except OSError as exc:

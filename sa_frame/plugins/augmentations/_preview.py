@@ -12,7 +12,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sa_frame import AugmentationChain, InputFormat, Problem, UsageError, lookup, read_image, resolve_augmentations
+from sa_frame import (
+    AugmentationChain,
+    InputFormat,
+    Problem,
+    UsageError,
+    lookup,
+    prepare_image,
+    read_image,
+    resolve_augmentations,
+    save_figure,
+)
 
 SIZE = 224
 
@@ -40,10 +50,7 @@ def demo_image(data: str, seed: int, size: int = SIZE) -> Tensor:
 
 def load_image(path: Path, size: int = SIZE) -> Tensor:
     """An RGB image in [0, 1]: shorter side resized to `size`, centre-cropped to size x size."""
-    import torchvision.transforms.v2.functional as F
-
-    img = F.center_crop(F.resize(read_image(path), [size], antialias=True), [size, size])
-    return img.float() / 255.0
+    return prepare_image(read_image(path), InputFormat((size, size), crop_pct=1.0))
 
 
 def preview(spec: str, image: Tensor, n: int, seed: int, scheme: int) -> tuple[list[Tensor], list[str], int]:
@@ -92,9 +99,4 @@ def save_grid(tiles: list[Tensor], titles: list[str], columns: int, out: Path, t
         ax.set_title(label, fontsize=7, wrap=True)
     fig.suptitle(title)
     fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, out)

@@ -48,11 +48,23 @@ class FolderSet(ImageSet):
             empty = [c for c, files in zip(self.classes, per_class) if not files]
             if empty:
                 raise UsageError(f"data folder {root}: class folder {empty[0]!r} of partition {part!r} has no images")
-        self.fmt = fmt
+        self.fmt, self.root = fmt, root
         self._load_one = lru_cache(maxsize=cache_images)(self._read)
 
     def counts(self, partition: int) -> Tensor:
         return torch.tensor([len(files) for files in self.files[partition]])
+
+    def fingerprint(self) -> str:
+        """A digest of the listing: every file's path, size and modification time."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for per_class in self.files:
+            for files in per_class:
+                for f in files:
+                    info = f.stat()
+                    digest.update(f"{f.relative_to(self.root)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        return f"folder:{digest.hexdigest()}"
 
     def _read(self, partition: int, cls: int, index: int) -> Tensor:
         return prepare_image(read_image(self.files[partition][cls][index]), self.fmt)

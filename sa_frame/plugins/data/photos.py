@@ -76,6 +76,11 @@ class PhotoSet(ImageSet):
         self.fmt = fmt
         self._prepared = lru_cache(maxsize=len(PHOTOS) * len(VIEWS))(self._prepare)
 
+    def fingerprint(self) -> str:
+        import importlib.metadata as metadata
+
+        return f"photos:scikit-image {metadata.version('scikit-image')}, views {len(VIEWS)}"
+
     def counts(self, partition: int) -> Tensor:
         return torch.full((len(self.classes),), len(views(partition)))
 

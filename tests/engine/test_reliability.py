@@ -1,0 +1,189 @@
+"""No data loss and no silent wrong results: outputs that would overwrite results, resumes
+whose inputs or saved state changed, images whose bits would be clipped, stale temporaries."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from sa_frame import ResultsFile, UsageError
+from sa_frame.engine.config import build_config
+from sa_frame.engine.run import execute
+from tests.cli_runner import cli
+from tests.plugins.known_answer import install
+
+KA = {"model": "ka-ishigami", "aug": "ishigami", "n": 1024, "save_every": 1, "quiet": True}
+
+
+def unfinished(path, blocks: int = 2, **extra) -> None:
+    """A run stopped after `blocks` saved blocks (its progress raises, as Ctrl-C would)."""
+    from sa_frame.engine.plan import plan
+
+    install()
+    config = build_config({}, {**KA, **extra, "out": str(path)})
+    n_blocks = plan(config, with_network=False).design.n_blocks
+
+    def progress_factory(total, done):
+        seen = {"rows": 0}
+
+        def advance(n):
+            seen["rows"] += n
+            if seen["rows"] >= blocks * total // n_blocks:
+                raise KeyboardInterrupt
+        return advance
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, progress_factory)
+    attrs = ResultsFile(path).attrs()
+    assert attrs["status"] == "running" and attrs["blocks_done"] >= 1
+
+
+def resume(path, **extra) -> tuple[int, str]:
+    args = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in extra.items()]
+    code, _, err = cli("run", "--model", "ka-ishigami", "--aug", "ishigami", "--n", "1024", "--out", path,
+                       "--quiet", "--resume", *args)
+    return code, err
+
+
+def test_out_that_is_not_a_results_file_is_refused_and_nothing_touched(tmp_path):
+    figure = tmp_path / "r.png"
+    figure.write_bytes(b"an existing picture")
+    code, _, err = cli("run", "--n", "8", "--out", figure, "--quiet")
+    assert code == 2 and "a results file is HDF5, its name ends in .h5" in err
+    assert figure.read_bytes() == b"an existing picture" and sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]
+    code, _, err = cli("run", "--n", "8", "--out", tmp_path / "ok.h5", "--quiet")
+    assert code == 0, err
+    code, _, err = cli("plot", tmp_path / "ok.h5", "--out", tmp_path / "x.foo")
+    assert code == 2 and "its name must end in .png" in err and not (tmp_path / "x.foo").exists()
+    code, _, err = cli("augment", "--out", tmp_path / "grid.h5")
+    assert code == 2 and "its name must end in .png" in err
+
+
+def test_resume_and_force_together_are_refused(tmp_path):
+    out = tmp_path / "r.h5"
+    unfinished(out)
+    before = out.read_bytes()
+    code, err = resume(out, force=True)
+    assert code == 2 and "--resume continues the saved run and --force discards it" in err
+    assert out.read_bytes() == before
+
+
+def test_resume_refuses_changed_weights_and_data(tmp_path):
+    from PIL import Image
+
+    from sa_frame import lookup
+
+    weights = tmp_path / "w.pt"
+    torch.save(lookup("model", "demo-cnn").build("random").state_dict(), weights)
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (70, 64), (100 * i, 50, 9)).save(tmp_path / "data" / cls / f"{i}.png")
+    run = {"model": "demo-cnn", "aug": "hue,grayscale", "n": 64, "weights": str(weights),
+           "data": str(tmp_path / "data"), "points_per_block": 16}
+    out = tmp_path / "r.h5"
+    unfinished(out, **{k: v for k, v in run.items() if k != "points_per_block"},
+               options={"points_per_block": 16})
+    assert set(ResultsFile(out).attrs()["inputs"]) == {"data", "weights"}
+    args = ["run", "--model", "demo-cnn", "--aug", "hue,grayscale", "--n", "64", "--weights", weights, "--data",
+            tmp_path / "data", "-o", "points_per_block=16", "--out", out, "--quiet", "--resume"]
+    state = torch.load(weights, weights_only=True)
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in state.items()}, weights)  # same path
+    code, _, err = cli(*args)
+    assert code == 2 and "the weights changed since it was started" in err
+    torch.save(state, weights)  # back to the bytes the run started with
+    Image.new("RGB", (70, 64), (1, 2, 3)).save(tmp_path / "data" / "a" / "2.png")  # one more image
+    code, _, err = cli(*args)
+    assert code == 2 and "the data changed since it was started" in err
+    (tmp_path / "data" / "a" / "2.png").unlink()
+    code, _, err = cli(*args)
+    assert code == 0, err
+
+
+def test_tampered_saved_states_are_refused_without_a_crash(tmp_path):
+    out = tmp_path / "r.h5"
+    unfinished(out)
+    pristine = out.read_bytes()
+
+    def tamper(edit):
+        out.write_bytes(pristine)
+        with h5py.File(out, "r+") as f:
+            edit(f)
+        return resume(out)
+
+    def rows(f):  # the wrong number of activations: would reach the numba kernel unchecked
+        data = f["state/out/s_ab"][()]
+        del f["state/out/s_ab"]
+        f["state/out/s_ab"] = np.concatenate([data, data], axis=-1)
+
+    def dtype(f):
+        data = f["state/out/p"][()]
+        del f["state/out/p"]
+        f["state/out/p"] = data.astype(np.float32)
+
+    def nan(f):
+        f["state/out/t"][...] = np.nan
+
+    def blocks(f):
+        f.attrs["blocks_done"] = 999
+
+    def missing(f):
+        del f["state/out/qq"]
+
+    for edit, message in ((rows, "has shape"), (dtype, "is torch.float32"), (nan, "non-finite"),
+                          (blocks, "blocks done 999 is outside"), (missing, "state keys differ")):
+        code, err = tamper(edit)
+        assert code == 2 and "the saved state cannot be resumed" in err and message in err, (edit.__name__, err)
+        assert ResultsFile(out).attrs()["status"] == "running"
+    out.write_bytes(pristine)
+    code, err = resume(out)
+    assert code == 0, err
+    assert ResultsFile(out).attrs()["status"] == "complete"
+
+
+def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path):
+    out = tmp_path / "r.h5"
+    unfinished(out)
+    stale = tmp_path / ".r.h5.99999.tmp"
+    stale.write_bytes(b"x" * 1000)  # left by a write that was killed
+    other = tmp_path / ".other.h5.1.tmp"
+    other.write_bytes(b"y")
+    code, err = resume(out)
+    assert code == 0, err
+    assert not stale.exists() and other.exists()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_sixteen_bit_images_keep_their_values(tmp_path, suffix):
+    from PIL import Image
+
+    from sa_frame import read_image
+
+    values = np.array([[0, 1000, 32768], [65535, 12345, 500]], dtype=np.uint16)
+    path = tmp_path / f"deep{suffix}"
+    Image.fromarray(values).save(path)  # mode I;16: converting to RGB would clip every value to 255
+    image = read_image(path)
+    assert image.dtype == torch.float32 and image.shape == (3, 2, 3)
+    np.testing.assert_allclose(image[0].numpy(), values / 65535.0, atol=1e-7)
+    wide = tmp_path / "wide.tif"
+    Image.fromarray(np.array([[1, 2**20]], dtype=np.int32)).save(wide)
+    with pytest.raises(UsageError, match="32-bit integer .* convert it to 8 or 16 bits"):
+        read_image(wide)
+
+
+def test_python_api_arguments_are_checked_like_the_cli():
+    import math
+
+    import sa_frame
+    from sa_frame import Problem, Uniform
+
+    problem = Problem({"a": Uniform(0, 1), "b": Uniform(0, 1)})
+    for n in (1.5, True, 0):
+        with pytest.raises(UsageError, match="n must be a positive integer"):
+            sa_frame.estimate(problem, lambda x: x[:, 0], n=n)
+    with pytest.raises(UsageError, match="fn must return real numbers, got torch.complex64"):
+        sa_frame.estimate(problem, lambda x: x[:, 0].to(torch.complex64), n=8)
+    with pytest.raises(UsageError, match="Uniform needs finite low < high"):
+        Uniform(0, math.inf)
