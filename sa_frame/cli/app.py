@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from sa_frame.core.errors import UsageError
+from sa_frame.engine.stop import RunInterrupted
 
 KIND_ALIASES = {"models": "model", "checkpoints": "checkpoint", "data_sources": "data_source",
                 "data": "data_source", "augmentations": "augmentation",
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         build_app()(args=args, prog_name="sa-frame", standalone_mode=True)
+    except RunInterrupted as exc:  # a signal: the run saved its state and stopped
+        typer.echo(f"sa-frame: {exc}", err=True)
+        raise SystemExit(130) from None
     except UsageError as exc:
         if debug:
             traceback.print_exc()

@@ -21,6 +21,7 @@ from sa_frame.engine.plan import RunPlan, plan, resolve_device
 from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
 from sa_frame.engine.resume import check_inputs, check_state, input_fingerprints, remove_stale_temporaries
 from sa_frame.engine.runner import Progress, Runner
+from sa_frame.engine.stop import RunInterrupted, StopRequest
 from sa_frame.results.lock import WriterLock
 from sa_frame.results.store import COMPLETE, RUNNING, ResultsFile, state_tree
 
@@ -63,12 +64,14 @@ def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] 
     results = ResultsFile(config.out)
     start_block = check_existing(results, config)
     world = join(resolve_device(config.device))
-    with WriterLock(config.out) if world.is_main else contextlib.nullcontext():
-        return _execute(config, results, start_block, world, progress_factory)
+    stop = StopRequest()  # one process: a signal stops at the next block boundary, saved
+    with WriterLock(config.out) if world.is_main else contextlib.nullcontext(), \
+            stop if world.size == 1 else contextlib.nullcontext():
+        return _execute(config, results, start_block, world, progress_factory, stop)
 
 
 def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: World,
-             progress_factory: Callable[[int, int], Progress] | None) \
+             progress_factory: Callable[[int, int], Progress] | None, stop: StopRequest) \
         -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
     run = plan(config)
     why_not = run.estimator.split_error(run.design) if world.size > 1 else None
@@ -108,11 +111,16 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
     def save(rounds_done: int) -> None:
         # every rank has finished `rounds_done` rounds of W blocks: the merged state is a prefix
         prefix = start_block + rounds_done * world.size
-        if rounds_done % rounds_per_save == 0 and prefix < n_blocks:
+        stopping = stop.requested is not None and world.size == 1
+        if (rounds_done % rounds_per_save == 0 or stopping) and prefix < n_blocks:
             merged = merged_on_main(world, acc, fresh)
             if merged is not None:
                 results.write(base_attrs(run, RUNNING, prefix, inputs), {"variables": variables,
-                                                                 "state": state_tree(merged.state())})
+                                                                         "state": state_tree(merged.state())})
+        if stopping and prefix < n_blocks:
+            raise RunInterrupted(f"interrupted ({stop.requested}) after {prefix} of {n_blocks} blocks; the state is "
+                                 f"saved in {results.path}: `sa-frame run --resume ... --out {results.path}` with "
+                                 f"the same options continues it")
 
     rows_per_block = run.design.n_rows // n_blocks
     progress = progress_factory(run.design.n_rows, start_block * rows_per_block) \

@@ -160,7 +160,7 @@ def test_nonfinite_activations_are_counted_and_left_out(tmp_path):
     np.testing.assert_array_equal(res["S1"][:, 0], clean["S1"][:, 0])
 
 
-def test_binned_contrast_is_not_split_across_processes(monkeypatch):
+def test_binned_contrast_is_not_split_across_processes(monkeypatch, tmp_path):
     from sa_frame.core.errors import UsageError
     from sa_frame.engine.config import build_config
     from sa_frame.engine.distributed import World
@@ -169,7 +169,7 @@ def test_binned_contrast_is_not_split_across_processes(monkeypatch):
     install()
     monkeypatch.setattr("sa_frame.engine.run.join", lambda device: World(0, 2))
     config = build_config({"extra": {"mode": "binned"}}, {"model": "ka-ishigami", "aug": "ishigami",
-                                                          "estimator": "contrast", "n": 8, "out": os.devnull + "x"})
+                                                          "estimator": "contrast", "n": 8, "out": str(tmp_path / "x.h5")})
     with pytest.raises(UsageError, match="binned mode cannot be split"):
         execute(config)
     assert torch.distributed.is_available()

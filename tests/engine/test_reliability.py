@@ -187,3 +187,89 @@ def test_python_api_arguments_are_checked_like_the_cli():
         sa_frame.estimate(problem, lambda x: x[:, 0].to(torch.complex64), n=8)
     with pytest.raises(UsageError, match="Uniform needs finite low < high"):
         Uniform(0, math.inf)
+
+
+RACER = r"""
+import os, sys, time
+from sa_frame import UsageError
+from sa_frame.results.lock import WriterLock
+target, marker, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+held = overlaps = 0
+for i in range(trials):
+    if i % 5 == 0:  # a stale lock left by a dead writer, as after a kill
+        with open(target + ".lock", "w") as f:
+            f.write(f"{os.uname().nodename} 999999")
+    try:
+        with WriterLock(target):
+            held += 1
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                overlaps += 1
+                continue
+            time.sleep(0.0005)
+            os.close(fd)
+            os.unlink(marker)
+    except UsageError:
+        pass
+print(held, overlaps)
+"""
+
+
+def test_two_processes_never_hold_the_lock_together(tmp_path):
+    """300 trials of two processes racing for one results file's lock (stale locks planted):
+    never both inside at once, and each gets it many times."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "racer.py"
+    script.write_text(RACER)
+    target, marker = str(tmp_path / "r.h5"), str(tmp_path / "inside")
+    env = {**os.environ, "SA_FRAME_LOAD_PLUGINS": ""}
+    procs = [subprocess.Popen([sys.executable, str(script), target, marker, "150"], stdout=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    results = [tuple(map(int, p.communicate(timeout=120)[0].split())) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(overlaps for _, overlaps in results) == 0, results
+    assert all(held >= 1 for held, _ in results) and sum(held for held, _ in results) >= 20, results
+    assert not (tmp_path / "r.h5.lock").exists()
+
+
+def test_an_empty_lock_left_by_a_full_disk_is_stale(tmp_path):
+    (tmp_path / "r.h5.lock").write_text("")
+    code, _, err = cli("run", "--n", "8", "--out", tmp_path / "r.h5", "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_saves_the_state_and_the_run_resumes_exactly(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) stops at the next block boundary, saves, releases the lock, says how
+    to resume; the resumed run equals an uninterrupted one bit for bit."""
+    import signal
+    import time
+
+    from tests.engine.test_run import _blocks_done, _subprocess_run, maps
+
+    full = tmp_path / "full.h5"
+    assert _subprocess_run(full, "--save-every", "1000").wait(timeout=300) == 0
+    out = tmp_path / "stopped.h5"
+    proc = _subprocess_run(out, "--save-every", "1000")  # no periodic save: the signal's is the one
+    deadline = time.time() + 120
+    while not out.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, signum))
+    _, err = proc.communicate(timeout=120)
+    done, status = _blocks_done(out)
+    assert proc.returncode == 130, err
+    assert status == "running" and 0 < done < 256, (done, status)
+    assert f"interrupted ({signum}) after {done} of" in err.decode() and "--resume" in err.decode()
+    assert not (tmp_path / "stopped.h5.lock").exists()
+    install()
+    code, _, err = cli("run", "--model", "ka-ishigami", "--aug", "ishigami", "--n", "4096", "--out", out, "--quiet",
+                       "--resume", "--save-every", "1000")
+    assert code == 0, err
+    resumed, reference = maps(out), maps(full)
+    for key in reference:
+        np.testing.assert_array_equal(resumed[key], reference[key])
