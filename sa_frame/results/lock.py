@@ -71,8 +71,11 @@ class WriterLock:
             if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
                 os.close(fd)
                 raise self._busy(holder)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, me.encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, me.encode(), 0)
+            except OSError:  # a full disk: the flock holds all the same; the name is only for messages
+                pass
             self._fd, self.held = fd, True
             return self
         raise UsageError(f"cannot take the lock {self.path}: other processes keep replacing it")

@@ -29,6 +29,10 @@ def complete_results(path: str) -> ResultsFile:
     if attrs["status"] != COMPLETE:
         raise UsageError(f"{path} is not complete ({attrs['blocks_done']} of {attrs['n_blocks']} blocks); finish it "
                          f"with `sa-frame run --resume` before analysing it")
+    results.variables()  # both raise naming what is missing from a damaged file
+    missing = [str(c) for c in attrs["checkpoints"] if str(c) not in results.keys("checkpoints")]
+    if missing:
+        raise UsageError(f"{path} is not a valid sa-frame results file: /checkpoints lacks {', '.join(missing[:3])}")
     return results
 
 

@@ -12,9 +12,10 @@ one — never a half-written file, and never one that reads as complete when it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ from sa_frame.core.errors import UsageError
 
 SCHEMA_VERSION = 1
 RUNNING, COMPLETE = "running", "complete"
+# root attributes every results file has, and their types
+REQUIRED_ATTRS: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int, "status": str, "estimator": str, "checkpoints": list, "blocks_done": int,
+    "n_blocks": int}
 
 
 JSON_PREFIX = "json:"
@@ -63,6 +68,60 @@ def _write_tree(group: h5py.Group, tree: Mapping[str, Any], float32: bool = Fals
             big = array.size > 1024 and array.dtype.kind in "fiub"
             # LZF: several times faster than gzip at a similar ratio on these maps
             group.create_dataset(key, data=array, compression="lzf" if big else None, shuffle=big)
+
+
+SPACE_MARGIN = 1 << 20  # bytes beyond the arrays' own: HDF5 metadata, attributes
+
+
+def _tree_bytes(tree: Mapping[str, Any], float32: bool = False) -> int:
+    """Uncompressed bytes of a tree's arrays as `_write_tree` stores them (an upper bound)."""
+    total = 0
+    for value in tree.values():
+        if isinstance(value, Mapping):
+            total += _tree_bytes(value, float32)
+        else:
+            array = value.detach() if isinstance(value, torch.Tensor) else np.asarray(value)
+            itemsize = 4 if float32 and array.dtype in (np.float64, torch.float64) else array.element_size() \
+                if isinstance(array, torch.Tensor) else array.dtype.itemsize
+            total += int(np.prod(array.shape)) * itemsize
+    return total
+
+
+def check_space(path: Path, needed: int) -> None:
+    """Refuse, before HDF5 starts writing, a write the disk cannot hold: HDF5 fails late and
+    noisily on a full disk (and h5py can crash cleaning up after it)."""
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if free < needed + SPACE_MARGIN:
+        raise UsageError(f"no space left on {path.parent} while writing {path} (needs up to {needed / 2**20:,.1f} "
+                         f"MiB, {free / 2**20:,.1f} MiB free); the last saved state is intact")
+
+
+def _no_links(f: h5py.File, path: str) -> None:
+    """Refuse soft and external links on `path` and below it: sa-frame writes none, and an
+    external link would make a reader open another file (or loop)."""
+    group: h5py.Group = f
+    parts = [p for p in path.split("/") if p]
+    for depth, part in enumerate(parts):
+        link = group.get(part, getlink=True)
+        if link is None:
+            return
+        if not isinstance(link, h5py.HardLink):
+            raise ValueError(f"/{'/'.join(parts[:depth + 1])} is a {type(link).__name__}")
+        group = group[part]
+        if not isinstance(group, h5py.Group):
+            return
+    stack = [group]
+    while stack:
+        current = stack.pop()
+        for name in current:
+            link = current.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise ValueError(f"{current.name}/{name} is a {type(link).__name__}")
+            item = current[name]
+            if isinstance(item, h5py.Group):
+                stack.append(item)
 
 
 def _read_tree(group: h5py.Group) -> dict[str, Any]:
@@ -117,11 +176,35 @@ class ResultsFile:
         return dict(self._cached("attrs", self._read_attrs))
 
     def _read_attrs(self) -> dict[str, Any]:
-        with self._open() as f:
+        with self._reading("the root attributes"), self._open() as f:
             attrs = {key: _decode(value) for key, value in f.attrs.items()}
         if "schema_version" not in attrs:
             raise UsageError(f"{self.path} is an HDF5 file but not an sa-frame results file")
+        for key, kinds in REQUIRED_ATTRS.items():
+            if key not in attrs:
+                raise self._invalid(f"attribute {key!r} is missing")
+            if not isinstance(attrs[key], kinds) or isinstance(attrs[key], bool):
+                raise self._invalid(f"attribute {key!r} is {attrs[key]!r}")
+        if attrs["schema_version"] != SCHEMA_VERSION:
+            raise self._invalid(f"schema version {attrs['schema_version']} (this sa-frame reads {SCHEMA_VERSION})")
+        if attrs["status"] not in (RUNNING, COMPLETE) or not 0 <= attrs["blocks_done"] <= attrs["n_blocks"]:
+            raise self._invalid(f"status {attrs['status']!r} with {attrs['blocks_done']} of {attrs['n_blocks']} "
+                                f"blocks")
         return attrs
+
+    def _invalid(self, what: str) -> UsageError:
+        return UsageError(f"{self.path} is not a valid sa-frame results file: {what}")
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Damage found while reading (bad bytes, odd attributes, links) as one clear error."""
+        try:
+            yield
+        except UsageError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, RecursionError) as exc:
+            raise self._invalid(f"cannot read {what} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") \
+                from None
 
     def status(self) -> str:
         return str(self.attrs().get("status"))
@@ -131,27 +214,40 @@ class ResultsFile:
 
     def variables(self) -> dict[str, Any]:
         """The `/variables` section (read once while the file is unchanged)."""
-        return self._cached("variables", lambda: self.read("variables"))
+        variables = self._cached("variables", lambda: self.read("variables"))
+        missing = [k for k in ("names", "groups", "group_of_column") if k not in variables]
+        if missing:
+            raise self._invalid(f"/variables lacks {', '.join(missing)}")
+        return variables
 
     def checkpoint_maps(self) -> dict[str, Any]:
         """Every checkpoint's index maps, `{checkpoint: {map: array}}` (read once while unchanged)."""
-        return self._cached("checkpoints", lambda: self.read("checkpoints"))
+        maps = self._cached("checkpoints", lambda: self.read("checkpoints"))
+        missing = [str(c) for c in self.attrs()["checkpoints"] if str(c) not in maps]
+        if missing and self.attrs()["status"] == COMPLETE:
+            raise self._invalid(f"/checkpoints lacks {', '.join(missing[:3])}")
+        return maps
 
     def read(self, section: str) -> dict[str, Any]:
         """A whole section (`variables`, `checkpoints`, `state`, `analyses`) as nested dicts."""
-        with self._open() as f:
-            return _read_tree(f[section]) if section in f else {}
+        with self._reading(f"/{section}"), self._open() as f:
+            if section not in f:
+                return {}
+            _no_links(f, section)
+            return _read_tree(f[section])
 
     def dataset(self, path: str) -> np.ndarray:
         """One dataset (e.g. ``checkpoints/fc/S1``) without reading the rest of the file."""
-        with self._open() as f:
+        with self._reading(path), self._open() as f:
+            _no_links(f, path)
             if path not in f or not isinstance(f[path], h5py.Dataset):
                 raise UsageError(f"{self.path} has no dataset {path!r}")
             return f[path][()]
 
     def keys(self, group: str) -> list[str]:
         """Member names of a group (empty when the group is absent)."""
-        with self._open() as f:
+        with self._reading(group), self._open() as f:
+            _no_links(f, group)
             return list(f[group].keys()) if group in f else []
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -170,6 +266,7 @@ class ResultsFile:
         """Replace the file with `attrs` and `sections`, atomically."""
         self._cache.clear()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        check_space(self.path, sum(_tree_bytes(tree, name in FLOAT32_SECTIONS) for name, tree in sections.items()))
         try:
             with h5py.File(tmp, "w") as f:
                 for key, value in attrs.items():
@@ -181,9 +278,10 @@ class ResultsFile:
                 for name, tree in sections.items():
                     _write_tree(f.require_group(name), tree, float32=name in FLOAT32_SECTIONS)
             os.replace(tmp, self.path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
             tmp.unlink(missing_ok=True)
-            raise UsageError(f"cannot write results file {self.path}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write results file {self.path}: {getattr(exc, 'strerror', None) or exc}; "
+                             f"the last saved state is intact") from None
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -193,7 +291,10 @@ class ResultsFile:
         a replaced analysis leaves no dead space behind, unlike deleting it in place)."""
         self._cache.clear()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        check_space(self.path, self.path.stat().st_size + _tree_bytes(tree))
         try:
+            with self._reading("the file"), self._open() as src:
+                _no_links(src, "")
             with self._open() as src, h5py.File(tmp, "w") as dst:
                 dst.attrs.update(src.attrs)
                 for key in src:
@@ -216,7 +317,7 @@ class ResultsFile:
 
     def analysis_attrs(self, name: str) -> dict[str, Any]:
         """Attributes of `/analyses/<name>` (UsageError if that analysis was not run)."""
-        with self._open() as f:
+        with self._reading(f"/analyses/{name}"), self._open() as f:
             if f"analyses/{name}" not in f:
                 raise UsageError(f"{self.path} has no '{name}' analysis; run `sa-frame analyze {self.path} {name}` "
                                  f"first")

@@ -258,7 +258,7 @@ def test_top_units_leave_out_activations_that_do_not_vary(tmp_path):
     var[0] = 1e-12       # ... because it does not vary
     results = ResultsFile(tmp_path / "r.h5")
     results.write({"schema_version": 1, "status": "complete", "estimator": "sobol", "checkpoints": ["conv"],
-                   "map_rows": ["a", "b"]}, {"checkpoints": {"conv": {"S1": s1, "ST": s1, "var": var}}})
+                   "map_rows": ["a", "b"], "blocks_done": 1, "n_blocks": 1}, {"checkpoints": {"conv": {"S1": s1, "ST": s1, "var": var}}})
     rows = top_units(results, "S1", k=2)
     assert rows[0] == ("conv", "a", "2 (0.600), 1 (0.200)")
     assert rows[1][2].startswith("1 (0.200)") or rows[1][2].startswith("2 (0.200)")

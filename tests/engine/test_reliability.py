@@ -111,7 +111,10 @@ def test_tampered_saved_states_are_refused_without_a_crash(tmp_path):
         out.write_bytes(pristine)
         with h5py.File(out, "r+") as f:
             edit(f)
-        return resume(out)
+        tampered = out.read_bytes()
+        result = resume(out)
+        assert out.read_bytes() == tampered  # a refused resume writes nothing
+        return result
 
     def rows(f):  # the wrong number of activations: would reach the numba kernel unchecked
         data = f["state/out/s_ab"][()]
@@ -132,11 +135,13 @@ def test_tampered_saved_states_are_refused_without_a_crash(tmp_path):
     def missing(f):
         del f["state/out/qq"]
 
-    for edit, message in ((rows, "has shape"), (dtype, "is torch.float32"), (nan, "non-finite"),
-                          (blocks, "blocks done 999 is outside"), (missing, "state keys differ")):
+    for edit, message in ((rows, "the saved state cannot be resumed (state 'out/s_ab' has shape"),
+                          (dtype, "the saved state cannot be resumed (state 'out/p' is torch.float32"),
+                          (nan, "the saved state cannot be resumed (state 'out/t' holds non-finite sums"),
+                          (blocks, "not a valid sa-frame results file: status 'running' with 999 of 32 blocks"),
+                          (missing, "the saved state cannot be resumed (state keys differ")):
         code, err = tamper(edit)
-        assert code == 2 and "the saved state cannot be resumed" in err and message in err, (edit.__name__, err)
-        assert ResultsFile(out).attrs()["status"] == "running"
+        assert code == 2 and message in err and err.count("\n") == 1, (edit.__name__, err)
     out.write_bytes(pristine)
     code, err = resume(out)
     assert code == 0, err
@@ -273,3 +278,85 @@ def test_a_signal_saves_the_state_and_the_run_resumes_exactly(tmp_path, signum):
     resumed, reference = maps(out), maps(full)
     for key in reference:
         np.testing.assert_array_equal(resumed[key], reference[key])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (skipped where mounting is not allowed)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_lock_or_temporary(small_disk):
+    out = small_disk / "r.h5"
+    code, _, err = cli("run", "--n", "64", "--out", out, "--quiet")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"no space left on {small_disk} while writing {out}" in err and "the last saved state is intact" in err
+    assert sorted(p.name for p in small_disk.iterdir()) == ["r.h5"]  # the file as last saved: running, 0 blocks
+    assert ResultsFile(out).attrs()["status"] == "running"
+
+
+def _damage(kind):
+    def edit(path):
+        if kind == "bytes":
+            data = bytearray(path.read_bytes())
+            middle = len(data) // 2
+            data[middle:middle + 4096] = bytes(4096)
+            path.write_bytes(bytes(data))
+            return
+        with h5py.File(path, "r+") as f:
+            if kind == "no-checkpoints":
+                del f["checkpoints"]
+            elif kind == "no-variables":
+                del f["variables"]
+            elif kind == "design":
+                f.attrs["design"] = "json:{not json"
+            elif kind == "deep":
+                f.attrs["design"] = "json:" + "[" * 100_000 + "]" * 100_000
+            elif kind == "no-n_blocks":
+                del f.attrs["n_blocks"]
+            elif kind == "schema":
+                f.attrs["schema_version"] = 99
+            elif kind == "blocks":
+                f.attrs["blocks_done"] = "32"
+            elif kind == "external":
+                f["checkpoints/extra"] = h5py.ExternalLink("/etc/hostname", "/")
+            elif kind == "cycle":
+                f["checkpoints/out/loop"] = h5py.SoftLink("/checkpoints/out/loop")
+    return edit
+
+
+DAMAGE = ["bytes", "no-checkpoints", "no-variables", "design", "deep", "no-n_blocks", "schema", "blocks", "external",
+          "cycle"]
+
+
+@pytest.fixture(scope="module")
+def complete_file(tmp_path_factory):
+    install()
+    out = tmp_path_factory.mktemp("complete") / "r.h5"
+    code, _, err = cli("run", "--model", "ka-ishigami", "--aug", "ishigami", "--n", "64", "--out", out, "--quiet")
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_results_files_are_one_line_and_exit_2(complete_file, tmp_path, kind):
+    install()
+    path = tmp_path / "r.h5"
+    path.write_bytes(complete_file.read_bytes())
+    _damage(kind)(path)
+    before = path.read_bytes()
+    commands = [["show", path], ["analyze", path, "correlation", "--quiet"]]
+    if kind != "no-variables":  # the summary figure needs no /variables
+        commands.append(["plot", path])
+    for args in commands:
+        code, _, err = cli(*args)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (kind, args, err)
+        assert "results file" in err, (kind, err)
+    assert path.read_bytes() == before
