@@ -13,10 +13,10 @@ import argparse
 
 import torch
 import torchvision
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from sa_frame import Problem
 from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
-from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def chain_inputs(spec: str, batch: int, device: torch.device):

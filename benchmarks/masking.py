@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-
-from sa_frame.engine.capture import Capture, Masking
-from sa_frame.core.registry import lookup
-from sa_frame.plugins.analyses._predictions import StackedMasking, mask_configs, mask_factors
 from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+
+from sa_frame.core.registry import lookup
+from sa_frame.engine.capture import Capture, Masking
+from sa_frame.plugins.analyses._predictions import StackedMasking, mask_configs, mask_factors
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import json
 import subprocess
 import sys
 import tempfile
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 PROBE = r"""
 import copy, json, re, sys, time, torch

@@ -27,9 +27,9 @@ def mean_by_row(results: ResultsFile, value: str) -> tuple[list[str], list[str],
 
 
 def main(real_path: str, random_path: str, out: str) -> None:
-    from sa_frame.results.report import save_figure
-
     import matplotlib
+
+    from sa_frame.results.report import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

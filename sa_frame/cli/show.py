@@ -11,7 +11,7 @@ from sa_frame.core.errors import UsageError
 
 
 def show(results_path: Annotated[Path, typer.Argument(help="a results file")],
-         top: Annotated[int, typer.Option("--top", help="most sensitive units listed per variable")] = 3) -> None:
+         top: Annotated[int, typer.Option("--top", min=1, help="most sensitive units listed per variable")] = 3) -> None:
     """Describe a results file: run, variables, checkpoints, mean indices, most sensitive units."""
     from rich.console import Console
     from rich.table import Table

@@ -191,9 +191,9 @@ class Estimator(ABC):
     Options: type = NoOptions
     #: profile ("paper", "quick", "demo") -> {"n": design size, option: default, ...}
     sizes: Mapping[str, Mapping[str, Any]] = {"paper": {"n": 1024}, "quick": {"n": 64}, "demo": {"n": 256}}
-    #: the augmentation scheme by default: 1 (always applied; switch if parameter-free)
-    #: or 2 (every augmentation switched)
-    scheme: int = 1
+    #: augmentation schemes it accepts, the default first: 1 (always applied; switch if
+    #: parameter-free), 2 (every augmentation switched)
+    schemes: tuple[int, ...] = (1, 2)
     #: whether each image gets its own order of augmentations (a permutation variable)
     permute: bool = True
 

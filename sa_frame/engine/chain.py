@@ -121,4 +121,9 @@ def resolve_augmentations(spec: str | Sequence[str]) -> list[Augmentation]:
     missing = [n for n in names if n not in augs]
     if missing:
         raise UsageError(f"augmentation set refers to unregistered augmentations: {missing}")
-    return [augs[n] for n in dict.fromkeys(names)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        given = spec if isinstance(spec, str) else ",".join(spec)
+        raise UsageError(f"augmentation {twice[0]!r} is given twice in --aug {given!r} (sets and names must not "
+                         f"overlap)")
+    return [augs[n] for n in names]

@@ -19,6 +19,7 @@ from sa_frame.core.errors import UsageError, did_you_mean, yaml_error
 # (``--n-outer 4`` is ``-o n_outer=4``).
 OPTION_ALIASES = ("n_outer", "n_inner", "players", "second_order")
 RESULTS_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+MAX_SIZE = 2**30  # design sizes beyond this are a typo, not a run that could finish
 # Keys that do not change the numbers (left out of the resume check).
 NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "keep_state"})
 
@@ -68,16 +69,19 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise yaml_error(path, exc) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start}): a config is YAML text") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the config must be a mapping of keys to values, got {type(data).__name__}")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    for key in ("extra", "options"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise UsageError(f"{path}: {key!r} must be a mapping of estimator options, got {data[key]!r}")
     if "extra" in data:  # the name of `options` before estimators owned their options
         data["options"] = {**(data.pop("extra") or {}), **(data.get("options") or {})}
-    if "options" in data and not isinstance(data["options"], dict):
-        raise UsageError(f"{path}: 'options' must be a mapping of estimator options, got {data['options']!r}")
     for key in data:
         if key in FILE_KEYS or key in OPTION_ALIASES:
             continue
@@ -116,12 +120,14 @@ def build_config(file_values: dict[str, Any], flags: dict[str, Any], source: str
             elif kind == "list[str] | None":
                 merged[key] = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) \
                     else [str(s) for s in value]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(.inf)
             raise UsageError(f"{source}: {key} must be of type {kind}, got {value!r}") from None
     config = RunConfig(**merged)
     if Path(config.out).suffix.lower() not in RESULTS_SUFFIXES:
         raise UsageError(f"--out {config.out}: a results file is HDF5, its name ends in "
                          f"{' or '.join(RESULTS_SUFFIXES)} (figures are written next to it as .png)")
+    if config.n is not None and not 1 <= config.n <= MAX_SIZE:
+        raise UsageError(f"n must lie in 1..{MAX_SIZE:,} (2^30), got {config.n:,}")
     if config.batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {config.batch_size}")
     if config.postprocess not in ("none", "minmax"):

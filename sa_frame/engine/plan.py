@@ -58,6 +58,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {name!r} is not supported; use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} was asked for but CUDA is not available on this machine; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -84,7 +86,11 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
     augmentations = resolve_augmentations(config.aug)
     device = local_device(resolve_device(config.device))
     source = open_data(config.data, spec.input_format())
-    chain = AugmentationChain(augmentations, scheme=config.scheme or estimator.scheme, permute=estimator.permute)
+    scheme = config.scheme or estimator.schemes[0]
+    if scheme not in estimator.schemes:
+        raise UsageError(f"estimator {estimator.name!r} takes augmentation scheme "
+                         f"{' or '.join(map(str, estimator.schemes))}, got --scheme {scheme}")
+    chain = AugmentationChain(augmentations, scheme=scheme, permute=estimator.permute)
     problem = build_problem(chain, source)
     profile = "quick" if config.quick else "demo" if config.data == "demo" and config.model == "demo-cnn" else "paper"
     sizes = dict(estimator.sizes.get(profile) or estimator.sizes.get("paper") or {})

@@ -31,6 +31,8 @@ def test_plan_takes_sizes_from_the_estimator_and_options_from_the_config():
                with_network=False)
     assert run.n == 8 and run.options.n_outer == 6 and run.options.n_inner == 2  # quick sizes, then -o
     assert run.design.config()["n_inner"] == 2 and run.chain.scheme == 2
+    with pytest.raises(UsageError, match="estimator 'contrast' takes augmentation scheme 2, got --scheme 1"):
+        plan(build_config({}, {"estimator": "contrast", "scheme": 1}), with_network=False)
     demo = plan(build_config({}, {}), with_network=False)
     assert demo.n == 512 and demo.options.second_order is True and demo.net is None
     contrast = plan(build_config({}, {"estimator": "contrast", "aug": "a2", "n": 4}), with_network=False)

@@ -69,6 +69,12 @@ def build_segment(model: nn.Module, module_names: Sequence[str], kind: str = "se
         raise UsageError(f"segment kind must be one of {', '.join(SEGMENT_KINDS)}, got {kind!r}")
     if not module_names:
         raise UsageError("a segment needs at least one module name")
+    order = {name: i for i, name in enumerate(n for n, _ in model.named_modules())}
+    resolve_modules(model, module_names)
+    positions = [order[n] for n in module_names]
+    if positions != sorted(positions) or len(set(positions)) != len(positions):
+        raise UsageError(f"segment modules {list(module_names)} must be given in the network's forward order, each "
+                         f"once")
     modules = [copy.deepcopy(m) for m in resolve_modules(model, module_names).values()]
     convs = [i for i, m in enumerate(modules) for c in m.modules() if isinstance(c, nn.Conv2d)]
     if not convs:

@@ -98,13 +98,19 @@ def load_segments(path: str) -> list[SegmentSpec]:
         if not item.get("modules") or not isinstance(item["modules"], list):
             raise UsageError(f"{file}: segment {i} needs 'modules', a list of consecutive module names")
         units = item.get("units")
-        if isinstance(units, dict):  # research code: {module: {unit index: [reasons]}}
-            units = sorted({int(u) for per_module in units.values() for u in per_module})
+        try:
+            if isinstance(units, dict):  # research code: {module: {unit index: [reasons]}}
+                units = sorted({int(u) for per_module in units.values() for u in per_module})
+            elif units is not None:
+                units = [int(u) for u in units]
+        except (TypeError, ValueError):
+            raise UsageError(f"{file}: segment {i}: 'units' must be a list of unit (channel) indices, got "
+                             f"{item.get('units')!r}") from None
         if item.get("kind", "sequential") not in SEGMENT_KINDS:
             raise UsageError(f"{file}: segment {i}: kind must be one of {', '.join(SEGMENT_KINDS)}")
         specs.append(SegmentSpec(str(item.get("name") or f"segment{i}"), [str(m) for m in item["modules"]],
                                  str(item.get("kind", "sequential")),
-                                 [int(u) for u in units] if units is not None else None, item.get("original")))
+                                 units, item.get("original")))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"{file}: segment names must be unique, got {names}")

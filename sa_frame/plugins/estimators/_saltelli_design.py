@@ -49,9 +49,11 @@ class SaltelliDesign(Design):
         self.rows_per_point = (2 * self.n_groups + 2) if self.second_order else (self.n_groups + 2)
         default = max(POINTS_PER_UNIT, 1 << max((DEFAULT_BLOCK_ROWS // self.rows_per_point).bit_length() - 1, 0))
         self.points_per_block = min(n, int(points_per_block or default))
-        if self.points_per_block > POINTS_PER_UNIT and self.points_per_block % POINTS_PER_UNIT:
-            raise UsageError(f"points_per_block must be a multiple of {POINTS_PER_UNIT} (or smaller), "
-                             f"got {self.points_per_block}")
+        asked = points_per_block
+        if asked is not None and (asked < 1 or (asked % POINTS_PER_UNIT if asked > POINTS_PER_UNIT
+                                                else POINTS_PER_UNIT % asked)):
+            raise UsageError(f"points_per_block must be a multiple of {POINTS_PER_UNIT} (or a divisor of it: 1, 2, "
+                             f"4, 8), got {asked}")
         self.unit_rows = self.rows_per_point * min(POINTS_PER_UNIT, self.points_per_block)
         # membership[g, c]: column c belongs to group g
         self._membership = np.zeros((self.n_groups, problem.n_vars), dtype=bool)

@@ -322,7 +322,7 @@ class ContrastEstimator(Estimator):
     # the paper's 50,000 outer samples x 10 inner; the research code's test sizes; the demo's
     sizes = {"paper": {"n": 50_000, "n_inner": 10}, "quick": {"n": 1000, "n_inner": 2},
              "demo": {"n": 256, "n_inner": 4}}
-    scheme = 2  # a treatment is one switched augmentation
+    schemes = (2,)  # a treatment is one augmentation switched on against off
     permute = False  # one augmentation at a time: there is no order to vary
 
     def make_design(self, problem: Problem, size: int, seed: int, options: ContrastOptions) -> PairedDesign:

@@ -195,7 +195,7 @@ class ShapleyEstimator(Estimator):
     # the paper's 256 permutations x 64 outer x 8 inner; the research code's test sizes; the demo's
     sizes = {"paper": {"n": 256, "n_outer": 64, "n_inner": 8}, "quick": {"n": 8, "n_outer": 6, "n_inner": 4},
              "demo": {"n": 48, "n_outer": 4, "n_inner": 4}}
-    scheme = 2  # every augmentation switched: a player's switch and parameters are drawn together
+    schemes = (2, 1)  # by default every augmentation switched: a player's switch and parameters drawn together
 
     def make_design(self, problem: Problem, size: int, seed: int, options: ShapleyOptions) -> PermutationDesign:
         return lookup("sampler", options.sampler).design(problem, size, seed, n_outer=options.n_outer,
