@@ -54,5 +54,3 @@ def parse_options(analysis: Analysis, pairs: Sequence[str]) -> Any:
     owner = f"analysis {analysis.name!r}"
     return make_options(analysis.Options, parse_pairs(pairs, owner, analysis.Options), owner)
 
-
-__all__ = ["Analysis", "NoOptions", "Progress", "no_progress", "option", "parse_options"]

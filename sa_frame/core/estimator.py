@@ -1,14 +1,10 @@
 """The types an estimator plugin implements: designs, blocks and streaming accumulators.
 
-An estimator's `design(problem, size, seed, options)` produces blocks of unit-cube rows,
-each a deterministic function of (seed, block index); the engine maps rows to values,
-evaluates the model and hands the outputs of consecutive row ranges of a block to
-`accumulator.update`. Accumulator states are fixed sets of float64 tensors whose size
-does not depend on the number of samples, and two states merge. Everything the engine
-needs to know about an estimator — its options, default sizes, augmentation scheme,
-map rows, which maps are shares of variance, whether its design can be split across
-processes — is declared here, so a third-party estimator is treated like a built-in.
-"""
+`design(problem, size, seed, options)` gives blocks of unit-cube rows, each a function of
+(seed, block index) only; the engine evaluates them and hands the outputs to
+`accumulator.update`, whose float64 state does not grow with the samples and merges. All
+the engine knows of an estimator (options, sizes, schemes, map rows, shares of variance,
+splitting) is declared here, so a third-party estimator is treated like a built-in."""
 
 from __future__ import annotations
 

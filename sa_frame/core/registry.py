@@ -99,18 +99,23 @@ class Registry:
     def _load_entry_points(self) -> None:
         allow = os.environ.get(ALLOWLIST_ENV)
         allowed = None if allow is None else {a.strip() for a in allow.split(",") if a.strip()}
+        found: dict[str, dict[str, Any]] = {}  # name -> {distribution: entry point}; `dist:name` picks one
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if allowed is not None and ep.name not in allowed:
-                continue
+            dist = ep.dist.name if ep.dist else ep.name
+            if allowed is None or ep.name in allowed or f"{dist}:{ep.name}" in allowed:
+                found.setdefault(ep.name, {})[dist] = ep
+        for name, per_dist in found.items():  # checked before any plugin's code runs
+            if len(per_dist) > 1:
+                raise PluginError(f"plugins {name!r} of {' and '.join(sorted(per_dist))}: allow one as "
+                                  f"{ALLOWLIST_ENV}=DISTRIBUTION:{name}")
+        for dist, ep in (next(iter(d.items())) for d in found.values()):
             if self.pm.get_plugin(ep.name) is not None:
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party plugin must not kill the CLI
                 raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-            dist = ep.dist
-            self.add_plugin(plugin, provider=dist.name if dist else ep.name,
-                            version=dist.version if dist else "", name=ep.name)
+            self.add_plugin(plugin, provider=dist, version=ep.dist.version if ep.dist else "", name=ep.name)
 
     # -- registrations ------------------------------------------------------------
     def entries(self, kind: str) -> dict[str, Registration]:

@@ -291,6 +291,9 @@ class ResultsFile:
         a replaced analysis leaves no dead space behind, unlike deleting it in place)."""
         self._cache.clear()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if not os.access(self.path, os.W_OK):
+            raise UsageError(f"cannot store the {name!r} analysis: {self.path} is read-only (copy it, or make it "
+                             f"writable)")
         check_space(self.path, self.path.stat().st_size + _tree_bytes(tree))
         try:
             with self._reading("the file"), self._open() as src:

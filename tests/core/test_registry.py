@@ -134,6 +134,18 @@ def test_example_plugin_after_pip_install(tmp_path):
     # the allowlist keeps it out
     blocked = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "something-else"})
     assert json.loads(blocked.stdout) == []
+    # another distribution squatting the allowed name: refused by name, picked by distribution
+    squat = target / "squatter-0.1.dist-info"
+    squat.mkdir()
+    (squat / "METADATA").write_text("Metadata-Version: 2.1\nName: squatter\nVersion: 0.1\n")
+    (squat / "entry_points.txt").write_text("[sa_frame]\nvignette = squatter_plugin\n")
+    (target / "squatter_plugin.py").write_text("raise SystemExit('the squatter ran')\n")
+    clash = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "vignette"})
+    assert clash.returncode == 2 and "plugins 'vignette' of" in clash.stderr and "DISTRIBUTION:vignette" in \
+        clash.stderr, clash.stderr
+    picked = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "sa-frame-vignette:vignette"})
+    assert picked.returncode == 0, picked.stderr
+    assert [item["provider"] for item in json.loads(picked.stdout)] == ["sa-frame-vignette"]
     # and it really augments: identity is a no-op, strength 1 blackens the corners
     code = ("import torch, sa_frame_vignette as v; a = v.Vignette(); x = torch.rand(2, 3, 9, 9); "
             "y = a(x, {'strength': torch.tensor([0.0, 1.0])}); "

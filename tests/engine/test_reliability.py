@@ -436,3 +436,14 @@ def test_bad_segments_are_one_line(tmp_path):
     net = lookup("model", "demo-cnn").build("random")
     with pytest.raises(UsageError, match="must be given in the network's forward order"):
         build_segment(net, ["features.5", "features.4", "features.3"])
+
+
+def test_an_analysis_of_a_read_only_results_file_is_one_line(complete_file, tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "r.h5"
+    path.write_bytes(complete_file.read_bytes())
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    code, _, err = cli("analyze", path, "correlation", "--quiet")
+    assert code == 2 and "is read-only" in err
