@@ -444,6 +444,7 @@ def test_an_analysis_of_a_read_only_results_file_is_one_line(complete_file, tmp_
     path = tmp_path / "r.h5"
     path.write_bytes(complete_file.read_bytes())
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(path) and mode == os.W_OK
+                        else real_access(p, mode, **kw))
     code, _, err = cli("analyze", path, "correlation", "--quiet")
     assert code == 2 and "is read-only" in err
