@@ -16,6 +16,9 @@ from sa_frame.core.problem import Problem
 from sa_frame.core.registry import lookup
 
 
+HUGE = 1e150  # |output| whose square (and sums of squares) overflows float64
+
+
 def _as_outputs(y: Any, rows: int) -> Tensor:
     y = torch.as_tensor(y)
     if y.is_complex() or not (y.is_floating_point() or y.dtype in (torch.int32, torch.int64)):
@@ -25,6 +28,8 @@ def _as_outputs(y: Any, rows: int) -> Tensor:
     if y.ndim != 2 or y.shape[0] != rows:
         raise UsageError(f"fn must return (rows, n_outputs) or (rows,) values; got shape {tuple(y.shape)} "
                          f"for {rows} rows")
+    if y.dtype == torch.float64:  # squares beyond float64's range would turn the sums into NaN unseen:
+        y = torch.where(y.abs() > HUGE, float("nan"), y)  # count such values as non-finite instead
     return y
 
 

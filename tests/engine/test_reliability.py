@@ -448,3 +448,21 @@ def test_an_analysis_of_a_read_only_results_file_is_one_line(complete_file, tmp_
                         else real_access(p, mode, **kw))
     code, _, err = cli("analyze", path, "correlation", "--quiet")
     assert code == 2 and "is read-only" in err
+
+
+def test_huge_outputs_are_counted_as_non_finite_not_turned_into_nan_indices():
+    import sa_frame
+    from sa_frame import Problem, Uniform
+
+    problem = Problem({"a": Uniform(0, 1), "b": Uniform(0, 1)})
+    huge = {"rows": 0}
+
+    def fn(x):
+        y = torch.stack([x[:, 0] + 2 * x[:, 1], x[:, 0]], 1)
+        y[:5, 1] = 1e200  # five rows per block whose squares overflow float64
+        huge["rows"] += 5
+        return y
+
+    res = sa_frame.estimate(problem, fn, n=256, seed=0)
+    assert res["nonfinite"].tolist() == [0, huge["rows"]]
+    assert np.isfinite(res["S1"]).all() and res["S1"][0, 1] > 0.9  # the rest still says: only a matters
