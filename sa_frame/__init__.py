@@ -62,6 +62,7 @@ _LAZY = {
     "Permutation": "sa_frame.engine.order",
     "resolve_augmentations": "sa_frame.engine.chain",
     "rebuild": "sa_frame.engine.rebuild",
+    "read_yaml_file": "sa_frame.engine.config",
     "Rebuilt": "sa_frame.engine.rebuild",
     # results files, the maps as analyses read them, figures
     "ResultsFile": "sa_frame.results.store",

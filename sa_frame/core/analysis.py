@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sa_frame.core.options import NoOptions, make_options, option, parse_pairs
+from sa_frame.core.options import NoOptions, make_options, parse_pairs
 
 Progress = Callable[[str, int], Callable[[int], None]]  # (description, total) -> advance(n)
 

@@ -64,16 +64,23 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 FILE_KEYS = [k for k in FIELDS if k not in ("resume", "force")]
 
 
+def read_yaml_file(path: Path | str, what: str, hint: str = "") -> Any:
+    """The YAML (or JSON) content of a file; a missing file, a syntax error (file, line,
+    column, then `hint`) or a file that is not UTF-8 text is one UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{yaml_error(path, exc)}{hint}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start}): a {what} is YAML text") from None
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """The mapping in a YAML file, with errors naming the file, line and key."""
-    if not path.is_file():
-        raise UsageError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise yaml_error(path, exc) from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start}): a config is YAML text") from None
+    data = read_yaml_file(path, "config file") or {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: the config must be a mapping of keys to values, got {type(data).__name__}")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}

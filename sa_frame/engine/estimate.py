@@ -15,7 +15,6 @@ from sa_frame.core.errors import UsageError
 from sa_frame.core.problem import Problem
 from sa_frame.core.registry import lookup
 
-
 HUGE = 1e150  # |output| whose square (and sums of squares) overflows float64
 
 

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sa_frame.core.data import ImageSet
-from sa_frame.core.errors import UsageError, yaml_error
+from sa_frame.core.errors import UsageError
 from sa_frame.core.model import Model
+from sa_frame.engine.config import read_yaml_file
 
 INDEX_NAME = re.compile(r"^(\d+)(?:[_\- ].*)?$")
 
@@ -35,12 +34,7 @@ class Labels:
 def read_class_map(path: str) -> dict[str, Any]:
     """A YAML/JSON mapping class name -> output index or class id."""
     file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"class map not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise yaml_error(file, exc) from None
+    data = read_yaml_file(file, "class map")
     if not isinstance(data, dict):
         raise UsageError(f"{file}: a class map is a mapping of class name -> output index or class id")
     return {str(k): v for k, v in data.items()}

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 
 from sa_frame import (
@@ -35,9 +34,9 @@ from sa_frame import (
     maps,
     no_progress,
     option,
+    read_yaml_file,
     rebuild,
     unknown_name,
-    yaml_error,
 )
 from sa_frame.plugins.analyses._display import heatmap, print_matrix
 from sa_frame.plugins.analyses._network_segments import SEGMENT_KINDS, build_segment
@@ -78,12 +77,7 @@ def load_segments(path: str) -> list[SegmentSpec]:
         raise UsageError("the segments analysis needs -o segments=FILE (a YAML or JSON list of segments: "
                          "name, modules, kind, units, original)")
     file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"segments file not found: {file}")
-    try:
-        items = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{yaml_error(file, exc)} (not valid YAML/JSON)") from None
+    items = read_yaml_file(file, "segments file", " (not valid YAML/JSON)")
     if not isinstance(items, list) or not items:
         raise UsageError(f"{file}: expected a non-empty list of segments")
     specs = []
