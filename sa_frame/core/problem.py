@@ -72,7 +72,8 @@ class Problem:
         missing = [n for n in self.names if n not in seen]
         if missing:
             raise UsageError(f"variables not in any group: {missing}")
-        return {g: list(m) for g, m in groups.items()}
+        first = {n: i for i, n in enumerate(self.names)}  # groups ordered by their first column, as SALib
+        return {g: list(m) for g, m in sorted(groups.items(), key=lambda item: min(first[m] for m in item[1]))}
 
     # -- sizes -----------------------------------------------------------------------
     @property

@@ -117,3 +117,23 @@ def test_bad_inputs():
         sa_frame.estimate(problem, lambda x: x[:, 0], "shapley", n=4, n_inner=1)
     with pytest.raises(UsageError, match="players must be one of"):
         sa_frame.estimate(problem, lambda x: x[:, 0], "shapley", n=4, players="units")
+
+
+def test_share_errors_include_the_total_and_cover():
+    """Delta-method errors of the shares: 0 for a single player (its share is exactly 1), and
+    intervals t(M-1) * se that cover the exact share of an additive function over 60 seeds."""
+    one = sa_frame.estimate(Problem({"x": Uniform(0, 1)}), lambda x: 3 * x[:, 0], "shapley", n=20, seed=0,
+                            n_outer=2, n_inner=3)
+    assert one["shapley"][0, 0] == pytest.approx(1.0) and one["shapley_se"][0, 0] == 0.0
+    problem = Problem({"x1": Uniform(0, 1), "x2": Uniform(0, 1)})
+    exact = np.array([1 / 5, 4 / 5])  # y = x1 + 2 x2: variances 1/12 and 4/12
+    shares, ses, covered = [], [], []
+    for seed in range(60):
+        res = sa_frame.estimate(problem, lambda x: x[:, 0] + 2 * x[:, 1], "shapley", n=30, seed=seed, n_outer=2,
+                                n_inner=3)
+        shares.append(res["shapley"][:, 0])
+        ses.append(res["shapley_se"][:, 0])
+        covered.append(np.abs(res["shapley"][:, 0] - exact) <= res["shapley_conf"][:, 0])
+    spread = np.std(shares, axis=0, ddof=1)
+    assert np.all((np.median(ses, axis=0) > 0.6 * spread) & (np.median(ses, axis=0) < 1.6 * spread)), (ses, spread)
+    assert np.all(np.mean(covered, axis=0) >= 0.85), np.mean(covered, axis=0)

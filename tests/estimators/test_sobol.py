@@ -71,6 +71,21 @@ def test_design_equals_salib_sample():
         assert np.array_equal(rows, expected)
 
 
+def test_groups_listed_in_any_order_give_salib_rows_and_labels():
+    """SALib orders groups by their first column; so does a Problem, whatever order they are listed in."""
+    shuffled = ishigami_problem({"g2": ["x2"], "g3": ["x3"], "g1": ["x1"]})
+    assert shuffled.group_names == ["g1", "g2", "g3"] and shuffled.group_of_column.tolist() == [0, 1, 2]
+    design = lookup("estimator", "sobol").design(shuffled, 32, seed=2, points_per_block=16)
+    rows = torch.cat([b.unit for b in design]).numpy()
+    salib_problem = {"num_vars": 3, "names": shuffled.names, "bounds": [[0, 1]] * 3, "groups": ["g1", "g2", "g3"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = salib_sample.sample(salib_problem, 32, calc_second_order=True, seed=2)
+    assert np.array_equal(rows, expected)
+    res = sa_frame.estimate(shuffled, ishigami, "sobol", n=2**12, seed=3)
+    assert res["S1"][1, 0] == pytest.approx(0.4424, abs=0.03)  # x2's share, under its own label g2
+
+
 @settings(max_examples=25, deadline=None)
 @given(d=st.integers(2, 6), n=st.integers(2, 300), outputs=st.integers(1, 4), second=st.booleans(),
        offset=st.floats(-1e4, 1e4), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**31))

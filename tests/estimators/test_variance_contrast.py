@@ -167,3 +167,32 @@ def test_contrast_needs_switched_treatments():
         sa_frame.estimate(ishigami_problem(), ishigami, "contrast", n=4)
     with pytest.raises(UsageError, match="mode must be one of"):
         sa_frame.estimate(_contrast_problem(), _contrast_fn, "contrast", n=4, mode="fast")
+
+
+def test_contrast_keeps_the_ties_of_float64_outputs():
+    """Decimal outputs whose differences tie only in the outputs' own rounding: the ranks (and so
+    the Wilcoxon p and the rank-biserial) equal scipy's on y1 - y0 exactly."""
+    problem = Problem({"on": Switch(0.5), "level": Categorical(10)})
+    steps = [(1.1, 0.3, 0.2), (0.1, 0.3, 0.0), (0.1, 0.2, 0.0), (0.01, 0.03, 0.0)]
+
+    def fn(x):  # y = a * level + b * on + c, decimal steps
+        return torch.stack([a * x[:, 1] + b * x[:, 0] + c for a, b, c in steps], 1)
+
+    est = lookup("estimator", "contrast")
+    design = est.design(problem, 40, seed=4, n_inner=1)
+    acc = est.accumulator(problem, design, {"y": (len(steps),)})
+    ys = []
+    for block, y in _outputs(problem, fn, design):
+        acc.update(block, {"y": y})
+        ys.append(y)
+    res = acc.finalize()["y"]
+    y = torch.cat(ys).reshape(-1, design.unit_rows, len(steps)).numpy()
+    d = y[:, 1] - y[:, 0]  # the paired differences as scipy takes them
+    assert len(np.unique(d[:, 0])) < len(d)  # there are ties, and rounding-level distinct values
+    ref = stats.wilcoxon(d, zero_method="zsplit", correction=True, method="asymptotic", axis=0)
+    np.testing.assert_allclose(res["pvalue"][0], ref.pvalue, rtol=1e-12)
+    for c in range(len(steps)):
+        r = stats.rankdata(np.abs(d[:, c]))
+        r_plus = r[d[:, c] > 0].sum() + 0.5 * r[d[:, c] == 0].sum()
+        total = len(d) * (len(d) + 1) / 2
+        assert res["rank_biserial"][0, c] == pytest.approx((2 * r_plus - total) / total, abs=1e-12)

@@ -146,7 +146,10 @@ class ContrastAccumulator(Accumulator):
         st["n0"] += f0.sum(0)
         st["s0"] += torch.where(f0, x0, 0.0).sum(0)
         st["s00"] += torch.where(f0, x0 * x0, 0.0).sum(0)
-        for g, (x1, diff) in enumerate(self._differences(ys)):
+        # differences of the outputs themselves (as scipy takes them): the shift would change their
+        # rounding and break ties that the ranks must see
+        for g, (raw, diff) in enumerate(self._differences(y)):
+            x1 = raw - st["shift"]
             f1 = torch.isfinite(x1)
             st["n1"][g] += f1.sum((0, 1))
             st["s1"][g] += torch.where(f1, x1, 0.0).sum((0, 1))

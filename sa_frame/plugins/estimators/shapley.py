@@ -22,10 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 from torch import Tensor
 
 from sa_frame import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator, Problem, UsageError, lookup, option
 from sa_frame.plugins.estimators._zero_variance import zero_variance
+
+CONF_LEVEL = 0.95
 
 PLAYER_MODES = ("groups", "variables")
 
@@ -106,8 +109,11 @@ class ShapleyAccumulator(Accumulator):
         d = self.design.n_players
         zd = torch.zeros(d, m, dtype=ACC_DTYPE, device=self.device)
         z1 = torch.zeros(m, dtype=ACC_DTYPE, device=self.device)
-        self.stats[name] = {"phi": zd.clone(), "phi2": zd.clone(), "n_perm": z1.clone(), "total": z1.clone(),
-                            "s_y": z1.clone(), "n_y": z1.clone(), "nonfinite": z1.clone()}
+        # per permutation: a player's increment a and the total b (their sum over players);
+        # sums of a, a^2, a b and b, b^2 give the shares' delta-method errors
+        self.stats[name] = {"phi": zd.clone(), "phi2": zd.clone(), "phi_total": zd.clone(), "n_perm": z1.clone(),
+                            "total": z1.clone(), "total2": z1.clone(), "s_y": z1.clone(), "n_y": z1.clone(),
+                            "nonfinite": z1.clone()}
         self._open[name] = {"c_sum": zd.clone(), "c_n": zd.clone()}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,8 +142,10 @@ class ShapleyAccumulator(Accumulator):
             players = torch.as_tensor(block.info["permutation"], device=self.device)
             st["phi"].index_add_(0, players, increments)
             st["phi2"].index_add_(0, players, increments * increments)
+            st["phi_total"].index_add_(0, players, increments * c[-1])
             st["n_perm"] += 1.0
             st["total"] += c[-1]
+            st["total2"] += c[-1] * c[-1]
             op["c_sum"].zero_()
             op["c_n"].zero_()
 
@@ -168,11 +176,24 @@ class ShapleyAccumulator(Accumulator):
         mean = st["s_y"] / st["n_y"].clamp(min=1)
         flat = zero_variance(total.clamp(min=0), mean)
         scale = torch.where(flat, 1.0, total)
-        out = {"shapley": torch.where(flat, 0.0, raw / scale), "shapley_raw": raw,
-               "shapley_se": torch.where(flat, 0.0, se / scale.abs()), "shapley_raw_se": se,
-               "var": st["total"] / m, "mean": mean, "zero_variance": flat.to(torch.uint8),
+        share = raw / scale
+        share_se = share_standard_error(st, share, scale, m)
+        n_perm = int(st["n_perm"].max())
+        t = float(student_t.ppf(0.5 + CONF_LEVEL / 2, n_perm - 1)) if n_perm > 1 else float("nan")
+        out = {"shapley": torch.where(flat, 0.0, share), "shapley_raw": raw,
+               "shapley_se": torch.where(flat, 0.0, share_se), "shapley_conf": torch.where(flat, 0.0, t * share_se),
+               "shapley_raw_se": se, "var": st["total"] / m, "mean": mean, "zero_variance": flat.to(torch.uint8),
                "nonfinite": st["nonfinite"]}
         return {key: value.cpu().numpy() for key, value in out.items()}
+
+
+def share_standard_error(st: Mapping[str, Tensor], share: Tensor, total: Tensor, m: Tensor) -> Tensor:
+    """Standard error of a share R = mean(a) / mean(b) of the per-permutation increments a and
+    totals b, by the delta method: sd(a - R b) / (sqrt(M) |mean(b)|) — the total's own spread
+    included, so one player (a = b) has se 0."""
+    second = (st["phi2"] - 2 * share * st["phi_total"] + share * share * st["total2"]) / m  # mean (a - R b)^2
+    spread = (second * m / (m - 1).clamp(min=1)).clamp(min=0)
+    return spread.sqrt() / m.sqrt() / total.abs()
 
 
 @dataclasses.dataclass
@@ -186,7 +207,8 @@ class ShapleyOptions:
 class ShapleyEstimator(Estimator):
     name = "shapley"
     description = "Shapley effects (Song-Nelson-Staum random permutations, total-effect cost)"
-    outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_raw_se", "var", "mean", "zero_variance")
+    outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_conf", "shapley_raw_se", "var", "mean",
+               "zero_variance")
     summary = ("shapley",)
 
     fractions = frozenset({"shapley"})
