@@ -4,6 +4,9 @@
    `sobol.analyze` on identical Y (d = 8 groups, N = 1024 base points, first and total
    order; intervals on both sides: SALib's bootstrap, sa-frame's streaming CLT).
 2. Peak RSS of `sa_frame.estimate` at n and 4n (each in a fresh process).
+3. Accumulator update throughput with R = 8 randomised-QMC replicates (per-replicate
+   sums) against one replicate, on identical outputs, and the finalize time of each
+   (R = 8 adds the delete-one-replicate jackknife).
 
     python benchmarks/estimators.py [--outputs 20000] [--salib-outputs 20]
 """
@@ -51,6 +54,37 @@ def throughput(outputs: int, salib_outputs: int, repeats: int = 5) -> dict:
     return {"salib_s_per_output": salib, "sa_frame_s_per_output": ours, "speedup": salib / ours}
 
 
+def replicate_throughput(outputs: int, repeats: int = 3) -> dict:
+    import torch
+
+    import sa_frame
+    from sa_frame import Problem, Uniform
+
+    problem = Problem({f"x{i}": Uniform(0, 1) for i in range(D)})
+    est = sa_frame.lookup("estimator", "sobol")
+    rng = np.random.default_rng(1)
+    designs = {r: est.design(problem, N, 0, second_order=False, replicates=r) for r in (1, 8)}
+    blocks = {r: list(design) for r, design in designs.items()}
+    assert [b.n_rows for b in blocks[1]] == [b.n_rows for b in blocks[8]]
+    ys = [torch.from_numpy(rng.normal(size=(b.n_rows, outputs))) for b in blocks[1]]
+    out = {}
+    for r in (8, 1, 8, 1):  # interleaved, best of `repeats` each
+        for _ in range(repeats):
+            acc = est.accumulator(problem, designs[r], {"y": (outputs,)})
+            t0 = time.perf_counter()
+            for block, y in zip(blocks[r], ys):
+                acc.update(block, {"y": y})
+            update = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            acc.finalize()
+            final = time.perf_counter() - t0
+            best = out.setdefault(r, {"update_s": update, "finalize_s": final})
+            best["update_s"], best["finalize_s"] = min(best["update_s"], update), min(best["finalize_s"], final)
+    return {"update_s_r1": out[1]["update_s"], "update_s_r8": out[8]["update_s"],
+            "finalize_s_r1": out[1]["finalize_s"], "finalize_s_r8": out[8]["finalize_s"],
+            "update_throughput_r8_vs_r1": out[1]["update_s"] / out[8]["update_s"]}
+
+
 def peak_rss(n: int, outputs: int) -> float:
     # VmHWM (this process's own peak), not ru_maxrss, which a child inherits across exec
     code = f"""
@@ -79,6 +113,7 @@ def main() -> None:
     result["peak_rss_mib_n"] = peak_rss(n, args.memory_outputs)
     result["peak_rss_mib_4n"] = peak_rss(4 * n, args.memory_outputs)
     result["rss_growth_4n"] = result["peak_rss_mib_4n"] / result["peak_rss_mib_n"] - 1
+    result.update(replicate_throughput(args.outputs))
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -91,6 +126,9 @@ def main() -> None:
     print(f"Peak RSS of sa_frame.estimate (sobol, {args.memory_outputs} outputs): "
           f"n={n}: {result['peak_rss_mib_n']:.0f} MiB, 4n={4 * n}: {result['peak_rss_mib_4n']:.0f} MiB "
           f"(growth {100 * result['rss_growth_4n']:+.1f}%)")
+    print(f"Accumulator, {args.outputs} outputs, N={N}: update R=1 {result['update_s_r1']:.3f} s, R=8 "
+          f"{result['update_s_r8']:.3f} s (throughput R=8 / R=1: {result['update_throughput_r8_vs_r1']:.2f}); "
+          f"finalize R=1 {result['finalize_s_r1']:.3f} s, R=8 {result['finalize_s_r8']:.3f} s")
 
 
 if __name__ == "__main__":

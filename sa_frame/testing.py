@@ -123,7 +123,7 @@ def check_estimator(estimator: Estimator, options: Mapping[str, Any] | None = No
     """Blocks are deterministic; folding the blocks into two accumulators and merging them
     gives the single-accumulator result (unless the estimator says its design cannot be
     split); a state saved and loaded into a fresh accumulator finalizes to the same maps;
-    options round-trip through their record. The design needs at least two blocks: give
+    options round-trip through their record; `intervals` names method, level, dof and detail. The design needs at least two blocks: give
     `n` or a block-size option where the quick size makes one."""
     where = f"estimator {estimator.name!r}"
     problem = check_problem()
@@ -136,6 +136,9 @@ def check_estimator(estimator: Estimator, options: Mapping[str, Any] | None = No
     assert design.n_blocks >= 2, f"{where}: the check needs at least two blocks (got {design.n_blocks})"
     first = design.block(0)
     assert torch.equal(first.unit, design.block(0).unit), f"{where}: block 0 is not a function of (seed, 0)"
+    intervals = estimator.intervals(design)
+    assert not intervals or {"method", "level", "dof", "detail"} <= set(intervals), \
+        f"{where}: intervals() gives {sorted(intervals)}, not method, level, dof and detail"
     shapes = {"y": (2,)}
 
     def fold(blocks: range) -> Any:

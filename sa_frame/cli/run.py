@@ -96,6 +96,9 @@ def run(
         Console(stderr=True, soft_wrap=True).print(
             f"[yellow]warning:[/] non-finite outputs were counted and left out of the statistics: {counts} "
             f"(maps 'nonfinite' per activation)")
+    few = run_plan.estimator.intervals(run_plan.design).get("warning")
+    if few:
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {few} (raise --n, or see docs/estimators.md)")
     if not reporter:
         return
     from sa_frame.results.report import summary_figure

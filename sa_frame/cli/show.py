@@ -31,9 +31,12 @@ def show(results_path: Annotated[Path, typer.Argument(help="a results file")],
                        ("estimator options", ", ".join(f"{k}={v}" for k, v in options.items()) or "-"),
                        ("design", ", ".join(f"{k}={v}" for k, v in design.items())), ("rows", f"{attrs['n_rows']:,}"),
                        ("blocks done", f"{attrs['blocks_done']} / {attrs['n_blocks']}"), ("seed", attrs["seed"]),
-                       ("elapsed", f"{attrs['elapsed_s']:.1f} s" if "elapsed_s" in attrs else "-")]:
+                       ("elapsed", f"{attrs['elapsed_s']:.1f} s" if "elapsed_s" in attrs else "-"),
+                       ("intervals", interval_text(attrs.get("intervals") or {}))]:
         run.add_row(key, str(value))
     console.print(run)
+    if (attrs.get("intervals") or {}).get("warning"):
+        console.print(f"[yellow]warning:[/] {attrs['intervals']['warning']}")
     variables = results.variables()
     table = Table(title="variables")
     for column in ("column", "group", "distribution"):
@@ -63,6 +66,13 @@ def show(results_path: Annotated[Path, typer.Argument(help="a results file")],
     for row in top_units(results, summary[0], top, estimator):
         units.add_row(*row)
     console.print(units)
+
+
+def interval_text(intervals: dict) -> str:
+    """One line on how the *_conf maps were made, from the results' `intervals` record."""
+    if not intervals:
+        return "-"
+    return f"{intervals['level']:.0%} {intervals['method']}: {intervals['detail']}"
 
 
 def plot(results_path: Annotated[Path, typer.Argument(help="a results file")],

@@ -89,10 +89,9 @@ class Accumulator(ABC):
     # -- to implement ----------------------------------------------------------------
     @abstractmethod
     def update_checkpoint(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
-        """Add the outputs `y` (rows, M) of `block.unit[rows]` of one checkpoint. `y` is on the
-        accumulator's device in the dtype the model produced (float32 from a network, float64
-        from `sa_frame.estimate`): accumulate in float64, converting piecewise so that no
-        float64 copy of a whole batch is needed."""
+        """Add the outputs `y` (rows, M) of `block.unit[rows]` of one checkpoint, on the
+        accumulator's device in the model's dtype: accumulate in float64, converting
+        piecewise (no float64 copy of a whole batch)."""
 
     @abstractmethod
     def finalize_checkpoint(self, name: str) -> dict[str, np.ndarray]:
@@ -165,9 +164,8 @@ SIZE_PROFILES = ("paper", "quick", "demo")
 class Estimator(ABC):
     """A sensitivity estimator: its design plus its streaming accumulator.
 
-    A subclass sets `name`, `Options` (a dataclass of `option(default, help)` fields, set
-    with ``sa-frame run -o key=value`` or a YAML ``options:`` mapping), `sizes` and
-    implements `make_design` and `accumulator`.
+    A subclass sets `name`, `Options` (a dataclass of `option(default, help)` fields, set by
+    ``-o key=value`` or YAML ``options:``), `sizes`; it implements `make_design`, `accumulator`.
     """
 
     name: str = "estimator"
@@ -222,6 +220,11 @@ class Estimator(ABC):
     def split_error(self, design: Design) -> str | None:
         """Why `design` cannot be split across processes (None: it can)."""
         return None
+
+    def intervals(self, design: Design) -> dict[str, Any]:
+        """How the `*_conf` maps are made (method, level, dof, warning), for the results
+        and `show`; {} when the estimator gives no intervals."""
+        return {}
 
     def options_record(self, options: Any) -> dict[str, Any]:
         """The options as plain values, for the results file."""

@@ -1,13 +1,10 @@
 """SA variables: vectorised maps from unit-interval values to parameter values.
 
-Every design in sa-frame is generated in the unit cube (rows x columns of values in
-[0, 1)); a *block* turns its columns into parameter values for a whole batch of rows at
-once. Scalar variables are blocks of one column. Two blocks are multi-column:
-
-* `SpikeAndSlab` — an on/off switch plus parameters that take their identity values
-  when the switch is off (the paper's scheme 2);
-* `MultivariateNormal` — dependent inputs, with exact conditional sampling, for
-  Shapley effects with dependent inputs.
+Designs are made in the unit cube (rows x columns in [0, 1)); a *block* turns its columns
+into parameter values for a batch of rows at once. Scalar variables are blocks of one
+column; `SpikeAndSlab` (an on/off switch plus parameters that take their identity values
+when off: the paper's scheme 2) and `MultivariateNormal` (dependent inputs, with exact
+conditional sampling, for Shapley effects) are multi-column.
 
 `Block.values(u, known)` is the one entry point: for columns marked `known`, `u` is the
 draw of their *marginal* law; for the others, `u` is the draw of their law

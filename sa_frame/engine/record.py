@@ -45,6 +45,8 @@ def base_attrs(run: RunPlan, status: str, blocks_done: int,
             # what the leading axis of the index maps means: groups, or (contrast) treatments
             "map_rows": run.estimator.map_rows(run.problem, run.design),
             "estimator_options": run.estimator.options_record(run.options),
+            # how the *_conf maps are made (method, level, degrees of freedom, warning)
+            "intervals": run.estimator.intervals(run.design),
             "rows_per_batch": run.rows_per_batch}
 
 

@@ -137,3 +137,26 @@ def test_share_errors_include_the_total_and_cover():
     spread = np.std(shares, axis=0, ddof=1)
     assert np.all((np.median(ses, axis=0) > 0.6 * spread) & (np.median(ses, axis=0) < 1.6 * spread)), (ses, spread)
     assert np.all(np.mean(covered, axis=0) >= 0.85), np.mean(covered, axis=0)
+
+
+def test_exhaustive_permutations_give_stratified_share_errors(analytic):
+    """With every permutation used equally often the choice of permutations is no error: the
+    share errors pool the spread within permutations (Student t on M - d!), so they match the
+    real spread of the shares over seeds (the permutation-to-permutation spread overstated it
+    by up to 1.46x on this case) and the intervals cover the exact dependent-input effects."""
+    ref = analytic["linear_gaussian"]["cases"][0]
+    s, rho = np.array(ref["sigma"], dtype=float), ref["rho_x2_x3"]
+    cov = np.diag(s**2)
+    cov[1, 2] = cov[2, 1] = rho * s[1] * s[2]
+    problem = Problem({"x": MultivariateNormal([0, 0, 0], cov, ["x1", "x2", "x3"])})
+    shares, ses, covered = [], [], []
+    for seed in range(200):
+        res = sa_frame.estimate(problem, lambda x: x.sum(1), "shapley", n=126, seed=seed, n_outer=2, n_inner=3)
+        shares.append(res["shapley"][:, 0])
+        ses.append(res["shapley_se"][:, 0])
+        covered.append(np.abs(res["shapley"][:, 0] - ref["shapley"]) <= res["shapley_conf"][:, 0])
+    ratio = np.median(ses, axis=0) / np.sqrt(np.mean((np.array(shares) - ref["shapley"]) ** 2, axis=0))
+    assert np.all((ratio > 0.85) & (ratio < 1.2)), ratio
+    assert np.all((np.mean(covered, axis=0) >= 0.9) & (np.mean(covered, axis=0) <= 0.99)), np.mean(covered, axis=0)
+    design = sa_frame.lookup("estimator", "shapley").design(problem, 126, 0, n_outer=2, n_inner=3)
+    assert design.strata == 6 and sa_frame.lookup("estimator", "shapley").intervals(design)["dof"] == 120

@@ -29,6 +29,10 @@ from sa_frame import ACC_DTYPE, Accumulator, Design, DesignBlock, Estimator, Pro
 from sa_frame.plugins.estimators._zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
+#: intervals backed by fewer permutations than this are flagged (results, console)
+FEW_PERMUTATIONS = 8
+#: most permutations kept as strata (d! for d <= 4 players): their sums cost d! x d per activation
+MAX_STRATA = 24
 
 PLAYER_MODES = ("groups", "variables")
 
@@ -57,9 +61,13 @@ class PermutationDesign(Design):
         d = self.n_players
         self.unit_rows = self.n_inner
         self.exhaustive = math.factorial(d) <= n_permutations
+        #: the d! permutations as strata when every one is used equally often and their
+        #: per-permutation sums are small enough to keep (0: no strata)
+        self.strata = 0
         if self.exhaustive:
             every = np.array(list(itertools.permutations(range(d))), dtype=np.int64)
             self.permutations = np.tile(every, (-(-n_permutations // len(every)), 1))  # at least the budget
+            self.strata = len(every) if len(every) <= MAX_STRATA else 0
         else:
             rng = np.random.default_rng([self.seed, 0xC0FFEE])
             self.permutations = np.argsort(rng.random((n_permutations, d)), axis=1)
@@ -95,7 +103,7 @@ class PermutationDesign(Design):
         unit = np.where(resampled[:, None, None, :], inner, outer).reshape(-1, nv)
         known = np.broadcast_to(~resampled[:, None, None, :], (d, no, ni, nv)).reshape(-1, nv)
         return DesignBlock(index=k, unit=torch.from_numpy(unit), known=torch.from_numpy(known.copy()),
-                           info={"permutation": perm})
+                           info={"permutation": perm, "stratum": k % self.strata if self.strata else 0})
 
     def config(self) -> dict[str, Any]:
         return {"design": self.name, "n_permutations": int(self.n_blocks), "n_outer": self.n_outer,
@@ -114,6 +122,9 @@ class ShapleyAccumulator(Accumulator):
         self.stats[name] = {"phi": zd.clone(), "phi2": zd.clone(), "phi_total": zd.clone(), "n_perm": z1.clone(),
                             "total": z1.clone(), "total2": z1.clone(), "s_y": z1.clone(), "n_y": z1.clone(),
                             "nonfinite": z1.clone()}
+        if self.design.strata:  # per permutation: sums of a and b (within-permutation spreads)
+            self.stats[name]["phi_stratum"] = zd.expand(self.design.strata, d, m).clone()
+            self.stats[name]["total_stratum"] = z1.expand(self.design.strata, m).clone()
         self._open[name] = {"c_sum": zd.clone(), "c_n": zd.clone()}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -146,6 +157,10 @@ class ShapleyAccumulator(Accumulator):
             st["n_perm"] += 1.0
             st["total"] += c[-1]
             st["total2"] += c[-1] * c[-1]
+            if self.design.strata:
+                stratum = int(block.info["stratum"])
+                st["phi_stratum"][stratum].index_add_(0, players, increments)
+                st["total_stratum"][stratum] += c[-1]
             op["c_sum"].zero_()
             op["c_n"].zero_()
 
@@ -177,9 +192,13 @@ class ShapleyAccumulator(Accumulator):
         flat = zero_variance(total.clamp(min=0), mean)
         scale = torch.where(flat, 1.0, total)
         share = raw / scale
-        share_se = share_standard_error(st, share, scale, m)
         n_perm = int(st["n_perm"].max())
-        t = float(student_t.ppf(0.5 + CONF_LEVEL / 2, n_perm - 1)) if n_perm > 1 else float("nan")
+        strata = self.design.strata if n_perm > self.design.strata else 0  # one per stratum: no spread within
+        share_se = share_standard_error(st, share, scale, m, strata)
+        if strata:
+            se = stratified_spread(st["phi2"], st["phi_stratum"] ** 2, m, strata).sqrt() / m.sqrt()
+        dof = n_perm - max(strata, 1)
+        t = float(student_t.ppf(0.5 + CONF_LEVEL / 2, dof)) if dof > 0 else float("nan")
         out = {"shapley": torch.where(flat, 0.0, share), "shapley_raw": raw,
                "shapley_se": torch.where(flat, 0.0, share_se), "shapley_conf": torch.where(flat, 0.0, t * share_se),
                "shapley_raw_se": se, "var": st["total"] / m, "mean": mean, "zero_variance": flat.to(torch.uint8),
@@ -187,13 +206,27 @@ class ShapleyAccumulator(Accumulator):
         return {key: value.cpu().numpy() for key, value in out.items()}
 
 
-def share_standard_error(st: Mapping[str, Tensor], share: Tensor, total: Tensor, m: Tensor) -> Tensor:
+def share_standard_error(st: Mapping[str, Tensor], share: Tensor, total: Tensor, m: Tensor,
+                         strata: int = 0) -> Tensor:
     """Standard error of a share R = mean(a) / mean(b) of the per-permutation increments a and
     totals b, by the delta method: sd(a - R b) / (sqrt(M) |mean(b)|) — the total's own spread
-    included, so one player (a = b) has se 0."""
-    second = (st["phi2"] - 2 * share * st["phi_total"] + share * share * st["total2"]) / m  # mean (a - R b)^2
-    spread = (second * m / (m - 1).clamp(min=1)).clamp(min=0)
+    included, so one player (a = b) has se 0. With strata (every permutation used equally
+    often), sd is the pooled spread within permutations: the choice of permutations is no
+    error then."""
+    z2 = st["phi2"] - 2 * share * st["phi_total"] + share * share * st["total2"]  # sum (a - R b)^2
+    if strata:
+        per_stratum = (st["phi_stratum"] - share * st["total_stratum"].unsqueeze(1)) ** 2
+        spread = stratified_spread(z2, per_stratum, m, strata)
+    else:
+        spread = (z2 / (m - 1).clamp(min=1)).clamp(min=0)
     return spread.sqrt() / m.sqrt() / total.abs()
+
+
+def stratified_spread(sum_sq: Tensor, stratum_sums_sq: Tensor, m: Tensor, strata: int) -> Tensor:
+    """Pooled within-stratum variance of a per-permutation quantity over M permutations in
+    equal strata: [sum x^2 - sum_s (sum_{k in s} x_k)^2 / (M / S)] / (M - S)."""
+    within = sum_sq - stratum_sums_sq.sum(0) * strata / m
+    return (within / (m - strata).clamp(min=1)).clamp(min=0)
 
 
 @dataclasses.dataclass
@@ -226,3 +259,18 @@ class ShapleyEstimator(Estimator):
     def accumulator(self, problem: Problem, design: PermutationDesign, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> ShapleyAccumulator:
         return ShapleyAccumulator(problem, design, shapes, device)
+
+    def intervals(self, design: PermutationDesign) -> dict[str, Any]:
+        strata = design.strata if design.n_blocks > design.strata else 0
+        dof = design.n_blocks - max(strata, 1)
+        detail = (f"delta method over {design.n_blocks} permutations (the total's spread included), Student t on "
+                  f"{dof} degrees of freedom")
+        if strata:
+            detail += f"; stratified: each of the {strata} permutations is used equally often, spreads within them"
+        elif design.exhaustive:
+            detail += "; every permutation is used equally often, which makes them conservative"
+        out = {"method": "permutations", "level": CONF_LEVEL, "dof": dof, "detail": detail}
+        if design.n_blocks < FEW_PERMUTATIONS:
+            out["warning"] = (f"only {design.n_blocks} permutations back the intervals (fewer than "
+                              f"{FEW_PERMUTATIONS}): they are wide and their coverage rough")
+        return out

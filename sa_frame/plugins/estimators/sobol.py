@@ -16,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import norm
+from scipy.stats import t as student_t
 from torch import Tensor
 
 from sa_frame import ACC_DTYPE, Accumulator, DesignBlock, Estimator, Problem, Uniform, UsageError, lookup, option
@@ -28,6 +30,12 @@ from sa_frame.plugins.estimators._sobol_cpu_kernel import fold_units
 from sa_frame.plugins.estimators._zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
+#: replicates of the design when the options do not say (docs/estimators.md: n and R)
+DEFAULT_REPLICATES = 8
+#: intervals backed by fewer replicates or batches than this are flagged (results, console)
+FEW_INTERVAL_GROUPS = 8
+#: state sums kept per replicate (leading axis R); the others are over all replicates
+REPLICATED = frozenset({"n", "s_a", "s_b", "s_aa", "s_bb", "s_all2", "s_ab", "p", "t", "s_ba", "q"})
 # A chunk of the torch path on the CPU (cpu_kernel False): up to CPU_UNITS units x
 # (CPU_CHUNK // units) columns (best of a sweep on 2 cores)
 CPU_UNITS, CPU_CHUNK = 16, 8192
@@ -49,12 +57,14 @@ def second_order(vjk_sum: Tensor, n: Tensor, var: Tensor, s1_j: Tensor, s1_k: Te
     return vjk_sum / n / var - s1_j - s1_k
 
 
-def batch_means_halfwidth(ss: Tensor, dof: Tensor, n: Tensor, var: Tensor, z: float, scale: float = 1.0) -> Tensor:
-    """Half-width of the z-interval of an index from batch means: `ss` the sum of squared
+def batch_means_halfwidth(ss: Tensor, dof: Tensor, n: Tensor, var: Tensor, t: Tensor,
+                           scale: float = 1.0) -> Tensor:
+    """Half-width of the t-interval of an index from batch means: `ss` the sum of squared
     deviations of batch sums from their expectation, `dof` its effective degrees of freedom
-    (NaN below two batches); `scale` the per-point term's factor (1/2 for ST)."""
+    in points (NaN below two batches), `t` the quantile; `scale` the per-point term's
+    factor (1/2 for ST)."""
     sd = torch.where(dof > 0.5, scale * (ss / dof).clamp(min=0).sqrt(), float("nan"))
-    return z * sd / n.sqrt() / var
+    return t * sd / n.sqrt() / var
 
 
 class SobolAccumulator(Accumulator):
@@ -65,19 +75,23 @@ class SobolAccumulator(Accumulator):
     cpu_kernel: bool = True
 
     def _init(self, name: str, m: int, shift: Tensor) -> None:
-        d = self.design.n_groups
+        d, r = self.design.n_groups, self.design.replicates
         z1 = torch.zeros(m, dtype=ACC_DTYPE, device=self.device)
         zd = torch.zeros(d, m, dtype=ACC_DTYPE, device=self.device)
-        stats = {"shift": shift.clone(), "n": z1.clone(), "nonfinite": z1.clone(), "w2": z1.clone(),
-                 "s_a": z1.clone(), "s_b": z1.clone(), "s_aa": z1.clone(), "s_bb": z1.clone(),
-                 "s_all2": z1.clone()}
-        # per base point: s_ab, p (S1 numerator), t (ST numerator); per CI batch: the
-        # sums of squares and cross products of batch sums (batch-means intervals)
-        for key in ("s_ab", "p", "t", "pp", "pq", "qq", "np", "nq", "tt", "nt"):
+        stats = {"shift": shift.clone(), "nonfinite": z1.clone(), "w2": z1.clone()}
+        # the sums the indices are made of, per replicate (leading axis R): n, A, B, A^2,
+        # B^2, all rows squared; per group s_ab, p (S1 numerator), t (ST numerator)
+        for key in ("n", "s_a", "s_b", "s_aa", "s_bb", "s_all2"):
+            stats[key] = z1.expand(r, m).clone()
+        for key in ("s_ab", "p", "t"):
+            stats[key] = zd.expand(r, d, m).clone()
+        # per CI batch (design unit), over all replicates: the sums of squares and cross
+        # products of batch sums (batch-means intervals of a one-replicate design)
+        for key in ("pp", "pq", "qq", "np", "nq", "tt", "nt"):
             stats[key] = zd.clone()
         if self.design.second_order:
-            stats["s_ba"] = zd.clone()
-            stats["q"] = torch.zeros(d * (d - 1) // 2, m, dtype=ACC_DTYPE, device=self.device)
+            stats["s_ba"] = zd.expand(r, d, m).clone()
+            stats["q"] = torch.zeros(r, d * (d - 1) // 2, m, dtype=ACC_DTYPE, device=self.device)
         self.stats[name] = stats
 
     def update_checkpoint(self, name: str, block: DesignBlock, rows: slice, y: Tensor) -> None:
@@ -85,7 +99,8 @@ class SobolAccumulator(Accumulator):
         y = y.reshape(-1, rpp, y.shape[-1])  # (points, rows per point, M)
         if not self.stats[name]:
             self._init(name, y.shape[-1], torch.nan_to_num(y[0, 0].to(ACC_DTYPE), nan=0.0, posinf=0.0, neginf=0.0))
-        stats = self.stats[name]
+        replicate = int(block.info.get("replicate", 0))
+        stats = {key: value[replicate] if key in REPLICATED else value for key, value in self.stats[name].items()}
         # The design's units of POINTS_PER_UNIT points are the CI batches; all whole units of
         # this call are folded at once, a shorter tail (only at the end of a block) after them.
         whole = y.shape[0] - y.shape[0] % POINTS_PER_UNIT
@@ -224,28 +239,31 @@ class SobolAccumulator(Accumulator):
 
     @staticmethod
     def _shift(st: dict[str, Tensor], delta: Tensor) -> dict[str, Tensor]:
-        """The same sums expressed with the shift increased by -delta (x - c -> x - c + delta)."""
+        """The same sums expressed with the shift increased by -delta (x - c -> x - c + delta);
+        per-replicate sums (R, ..., M) and sums over all replicates alike."""
         n = st["n"]
+        g = -2  # the group axis of per-replicate sums
         out = dict(st)
         out["shift"] = st["shift"] - delta
         for key in ("s_a", "s_b"):
             out[key] = st[key] + n * delta
         out["s_aa"] = st["s_aa"] + 2 * delta * st["s_a"] + n * delta * delta
         out["s_bb"] = st["s_bb"] + 2 * delta * st["s_b"] + n * delta * delta
-        rpp = st["s_ab"].shape[0] * (2 if "s_ba" in st else 1) + 2
-        s_all = st["s_a"] + st["s_b"] + st["s_ab"].sum(0) + (st["s_ba"].sum(0) if "s_ba" in st else 0)
+        rpp = st["s_ab"].shape[g] * (2 if "s_ba" in st else 1) + 2
+        s_all = st["s_a"] + st["s_b"] + st["s_ab"].sum(g) + (st["s_ba"].sum(g) if "s_ba" in st else 0)
         out["s_all2"] = st["s_all2"] + 2 * delta * s_all + rpp * n * delta * delta
-        out["s_ab"] = st["s_ab"] + n * delta
-        q = st["s_ab"] - st["s_a"]
+        out["s_ab"] = st["s_ab"] + (n * delta).unsqueeze(g)
+        q = st["s_ab"] - st["s_a"].unsqueeze(g)
         out["p"] = st["p"] + delta * q
         # batch sums p_b become p_b + delta q_b
         out["pp"] = st["pp"] + 2 * delta * st["pq"] + delta * delta * st["qq"]
         out["pq"] = st["pq"] + delta * st["qq"]
         out["np"] = st["np"] + delta * st["nq"]
         if "s_ba" in st:
-            out["s_ba"] = st["s_ba"] + n * delta
-            j, k = np.triu_indices(st["s_ab"].shape[0], 1)
-            out["q"] = st["q"] + delta * (st["s_ba"][j] + st["s_ab"][k] - st["s_a"] - st["s_b"])
+            out["s_ba"] = st["s_ba"] + (n * delta).unsqueeze(g)
+            j, k = np.triu_indices(st["s_ab"].shape[g], 1)
+            out["q"] = st["q"] + delta * (st["s_ba"][..., j, :] + st["s_ab"][..., k, :]
+                                          - (st["s_a"] + st["s_b"]).unsqueeze(g))
         return out
 
     def merge_checkpoint(self, name: str, other: Accumulator) -> None:
@@ -263,45 +281,108 @@ class SobolAccumulator(Accumulator):
 
     def finalize_checkpoint(self, name: str) -> dict[str, np.ndarray]:
         st = self.stats[name]
-        d, rpp = self.design.n_groups, self.design.rows_per_point
-        n = st["n"]
-        n_safe = n.clamp(min=1)
-        s_all = st["s_a"] + st["s_b"] + st["s_ab"].sum(0) + (st["s_ba"].sum(0) if self.design.second_order else 0)
-        mu = s_all / (rpp * n_safe)  # grand mean of all rows (shifted)
-        mean_ab = (st["s_a"] + st["s_b"]) / (2 * n_safe)
-        var = (st["s_aa"] + st["s_bb"]) / (2 * n_safe) - mean_ab * mean_ab
-        flat = zero_variance(var, mean_ab + st["shift"]) | (n < 2)
-        v = torch.where(flat, 1.0, var)
-        x_sum = st["p"] - mu * (st["s_ab"] - st["s_a"])  # sum over points of (B - m)(AB_j - A)
-        s1 = first_order(x_sum, n_safe, v)
-        st_ = total_order(st["t"], n_safe, v)
-        # streaming CLT intervals by batch means (variance of Y treated as known):
-        # per-point terms X = (B - m)(AB_j - A) and T = (A - AB_j)^2 / 2; batch sums give
-        # sum_b (X_b - n_b xbar)^2 = sigma^2 (N - sum n_b^2 / N) in expectation.
-        z = float(norm.ppf(0.5 + CONF_LEVEL / 2))
-        dof = (n_safe - st["w2"] / n_safe).clamp(min=1e-300)
-        x_bar = x_sum / n_safe
-        ss_x = st["pp"] - 2 * mu * st["pq"] + mu * mu * st["qq"] - 2 * x_bar * (st["np"] - mu * st["nq"]) \
-            + x_bar * x_bar * st["w2"]
-        t_bar = st["t"] / n_safe
-        ss_t = st["tt"] - 2 * t_bar * st["nt"] + t_bar * t_bar * st["w2"]
-        s1_conf = batch_means_halfwidth(ss_x, dof, n_safe, v, z)
-        st_conf = batch_means_halfwidth(ss_t, dof, n_safe, v, z, scale=0.5)
-        mean_all = mu + st["shift"]
-        var_all = (st["s_all2"] - rpp * n * mu * mu) / (rpp * n_safe - 1).clamp(min=1)
-        out = {"S1": s1, "ST": st_, "S1_conf": s1_conf, "ST_conf": st_conf}
-        if self.design.second_order:
+        replicates = self.design.replicates
+        total = {key: value.sum(0) if key in REPLICATED else value for key, value in st.items()}
+        est = index_estimates(total, self.design.rows_per_point, self.design.second_order)
+        flat, n, mu = est["flat"], total["n"], est["mu"]
+        out = {"S1": est["S1"], "ST": est["ST"]}
+        if replicates > 1:
+            out.update(replicate_intervals(st, total, est, self.design.rows_per_point, self.design.second_order))
+        else:
+            out.update(batch_means_intervals(total, est))
+        rpp = self.design.rows_per_point
+        var_all = (total["s_all2"] - rpp * n * mu * mu) / (rpp * n.clamp(min=1) - 1).clamp(min=1)
+        if self.design.second_order:  # pairs j < k into (d, d) maps, NaN below the diagonal
+            d = self.design.n_groups
             j, k = np.triu_indices(d, 1)
-            vjk_sum = st["q"] - mu * (st["s_ba"][j] + st["s_ab"][k] - st["s_a"] - st["s_b"])
-            pairs = second_order(vjk_sum, n_safe, v, s1[j], s1[k])
-            s2 = torch.full((d, d) + tuple(s1.shape[1:]), float("nan"), dtype=ACC_DTYPE, device=s1.device)
-            s2[j, k] = torch.where(flat & ~torch.isnan(pairs), 0.0, pairs)  # flat outputs: 0, NaN kept
-            out["S2"] = s2
+            pairs = {"S2": est["S2"], **({"S2_conf": out.pop("S2_conf")} if "S2_conf" in out else {})}
+            for key, values in pairs.items():
+                full = torch.full((d, d) + tuple(values.shape[1:]), float("nan"), dtype=ACC_DTYPE, device=values.device)
+                full[j, k] = torch.where(flat & ~torch.isnan(values), 0.0, values)  # flat outputs: 0, NaN kept
+                out[key] = full
         for key in ("S1", "ST", "S1_conf", "ST_conf"):
             out[key] = torch.where(flat, 0.0, out[key])
-        out.update(mean=mean_all, var=var_all.clamp(min=0), zero_variance=flat.to(torch.uint8),
-                   nonfinite=st["nonfinite"], n_points=n)
+        out.update(mean=mu + total["shift"], var=var_all.clamp(min=0), zero_variance=flat.to(torch.uint8),
+                   nonfinite=total["nonfinite"], n_points=n)
         return {key: value.cpu().numpy() for key, value in out.items()}
+
+
+def index_estimates(st: Mapping[str, Tensor], rpp: int, second: bool) -> dict[str, Tensor]:
+    """S1, ST (and the S2 pairs j < k) from sums over base points, with any leading axes
+    (one set of sums, or one per left-out replicate): SALib's estimators, Y centred on the
+    grand mean of all rows; also the flat mask, Var(Y) (1 where flat), the grand mean mu
+    (shifted) and the point count."""
+    n = st["n"]
+    n_safe = n.clamp(min=1)
+    s_all = st["s_a"] + st["s_b"] + st["s_ab"].sum(-2) + (st["s_ba"].sum(-2) if second else 0)
+    mu = s_all / (rpp * n_safe)  # grand mean of all rows (shifted)
+    mean_ab = (st["s_a"] + st["s_b"]) / (2 * n_safe)
+    var = (st["s_aa"] + st["s_bb"]) / (2 * n_safe) - mean_ab * mean_ab
+    flat = zero_variance(var, mean_ab + st["shift"]) | (n < 2)
+    v = torch.where(flat, 1.0, var)
+    per_group = {"n": n_safe.unsqueeze(-2), "v": v.unsqueeze(-2), "mu": mu.unsqueeze(-2)}
+    x_sum = st["p"] - per_group["mu"] * (st["s_ab"] - st["s_a"].unsqueeze(-2))  # sum of (B - m)(AB_j - A)
+    s1 = first_order(x_sum, per_group["n"], per_group["v"])
+    out = {"S1": s1, "ST": total_order(st["t"], per_group["n"], per_group["v"]), "flat": flat, "v": v, "mu": mu,
+           "x_sum": x_sum, "n_safe": n_safe}
+    if second:
+        j, k = np.triu_indices(st["s_ab"].shape[-2], 1)
+        centred = (st["s_a"] + st["s_b"]).unsqueeze(-2)
+        vjk_sum = st["q"] - per_group["mu"] * (st["s_ba"][..., j, :] + st["s_ab"][..., k, :] - centred)
+        out["S2"] = second_order(vjk_sum, per_group["n"], per_group["v"], s1[..., j, :], s1[..., k, :])
+    return out
+
+
+def replicate_intervals(st: Mapping[str, Tensor], total: Mapping[str, Tensor], est: Mapping[str, Tensor],
+                        rpp: int, second: bool) -> dict[str, Tensor]:
+    """Half-widths from R independent replicates: the delete-one-replicate jackknife of
+    each index (the ratio, so the error of Var(Y) is included), Student t on R - 1 degrees
+    of freedom. The jackknife of a smooth function of replicate means is its delta method."""
+    r = st["n"].shape[0]
+    left_out = {key: (total[key].unsqueeze(0) - value if key in REPLICATED else value) for key, value in st.items()}
+    loo = index_estimates(left_out, rpp, second)
+    t = float(student_t.ppf(0.5 + CONF_LEVEL / 2, r - 1))
+    # a left-out set without variance where the whole has some: the spread is unknown there
+    unknown = (loo["flat"].any(0) & ~est["flat"]) | (st["n"] < 1).any(0)
+    out = {}
+    for key in ("S1", "ST") + (("S2",) if second else ()):
+        theta = loo[key]
+        spread = ((theta - theta.mean(0)) ** 2).sum(0) * (r - 1) / r
+        out[f"{key}_conf"] = torch.where(unknown, float("nan"), t * spread.sqrt())
+    out["conf_dof"] = torch.where(unknown, float("nan"), float(r - 1))
+    return out
+
+
+def batch_means_intervals(total: Mapping[str, Tensor], est: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Half-widths of a one-replicate design from batch means (the design's units of
+    POINTS_PER_UNIT base points), with Var(Y) treated as known and Student t on the
+    batches' degrees of freedom (N^2 / sum n_b^2 - 1 with batches of n_b points).
+
+    Per-point terms X = (B - m)(AB_j - A) and T = (A - AB_j)^2 / 2; batch sums give
+    sum_b (X_b - n_b xbar)^2 = sigma^2 (N - sum n_b^2 / N) in expectation.
+    """
+    n_safe, v, mu, x_sum = est["n_safe"], est["v"], est["mu"], est["x_sum"]
+    w2 = total["w2"]
+    dof = (n_safe - w2 / n_safe).clamp(min=1e-300)
+    x_bar = x_sum / n_safe
+    ss_x = total["pp"] - 2 * mu * total["pq"] + mu * mu * total["qq"] \
+        - 2 * x_bar * (total["np"] - mu * total["nq"]) + x_bar * x_bar * w2
+    t_bar = total["t"] / n_safe
+    ss_t = total["tt"] - 2 * t_bar * total["nt"] + t_bar * t_bar * w2
+    batch_dof = (n_safe * n_safe / w2.clamp(min=1) - 1).round()  # batches of one design are equal but the tail
+    t = student_t_quantiles(batch_dof)
+    return {"S1_conf": batch_means_halfwidth(ss_x, dof, n_safe, v, t),
+            "ST_conf": batch_means_halfwidth(ss_t, dof, n_safe, v, t, scale=0.5),
+            "conf_dof": torch.where(batch_dof >= 1, batch_dof, float("nan"))}
+
+
+def student_t_quantiles(dof: Tensor) -> Tensor:
+    """The two-sided CONF_LEVEL quantile of Student t for each entry of `dof` (NaN below 1),
+    computed once per distinct value (activations share a few)."""
+    values, inverse = torch.unique(dof, return_inverse=True)
+    v = values.cpu().numpy()
+    q = np.where(v >= 1, student_t.ppf(0.5 + CONF_LEVEL / 2, np.maximum(v, 1)), np.nan)
+    return torch.as_tensor(q, dtype=ACC_DTYPE, device=dof.device)[inverse]
 
 
 @dataclasses.dataclass
@@ -310,12 +391,16 @@ class SobolOptions:
                                       "instead of d+2)")
     points_per_block: int = option(0, "base points per design block, a multiple of 16 (0: about 512 rows)")
     sampler: str = option("saltelli", "registered sampler that builds the Saltelli design")
+    replicates: int = option(0, f"independent scramblings of the Sobol points (randomised QMC) whose spread "
+                                f"gives the intervals (0: {DEFAULT_REPLICATES}, or n if smaller); 1: SALib's "
+                                f"design, batch-means intervals")
 
 
 class SobolEstimator(Estimator):
     name = "sobol"
     description = "Sobol indices S1, ST (and S2) on a grouped Saltelli design"
-    outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "mean", "var", "zero_variance")
+    outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "S2_conf", "conf_dof", "mean", "var", "zero_variance")
+    ungrouped = Estimator.ungrouped | {"conf_dof", "n_points"}
     summary = ("S1", "ST")
     fractions = frozenset({"S1", "ST", "S2"})
     analysis_maps = {"S1": ("S1", "clip"), "ST": ("ST", "clip")}
@@ -325,7 +410,26 @@ class SobolEstimator(Estimator):
 
     def make_design(self, problem: Problem, size: int, seed: int, options: SobolOptions) -> SaltelliDesign:
         return lookup("sampler", options.sampler).design(problem, size, seed, second_order=options.second_order,
-                                                         points_per_block=options.points_per_block or None)
+                                                         points_per_block=options.points_per_block or None,
+                                                         replicates=options.replicates
+                                                         or min(DEFAULT_REPLICATES, size))
+
+    def intervals(self, design: SaltelliDesign) -> dict[str, Any]:
+        if design.replicates > 1:
+            method, dof = "replicates", design.replicates - 1
+            detail = (f"jackknife over {design.replicates} independent scramblings of the Sobol points, "
+                      f"Student t on {dof} degrees of freedom (includes the error of Var(Y))")
+        else:
+            units = -(-design.n // min(POINTS_PER_UNIT, design.points_per_block))
+            method, dof = "batch-means", units - 1
+            detail = (f"batch means over {units} units of base points, Student t on {dof} degrees of freedom, "
+                      f"Var(Y) treated as known; QMC points make them conservative for S1 (replicates > 1 "
+                      f"sees the QMC error)")
+        out = {"method": method, "level": CONF_LEVEL, "dof": dof, "detail": detail}
+        if dof + 1 < FEW_INTERVAL_GROUPS:
+            out["warning"] = (f"only {dof + 1} {'replicates' if method == 'replicates' else 'batches'} back the "
+                              f"intervals (fewer than {FEW_INTERVAL_GROUPS}): they are wide and their coverage rough")
+        return out
 
     def accumulator(self, problem: Problem, design: SaltelliDesign, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> SobolAccumulator:
