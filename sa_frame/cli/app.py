@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,18 +33,25 @@ def _version(value: bool) -> None:
 
 def plugins(
     all_: Annotated[bool, typer.Option("--all", help="Include the built-in plugins.")] = False,
-    kind: Annotated[str | None, typer.Option("--kind", help="Only this kind (model, augmentation, ...).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only this kind (model, augmentation, ...), built-ins "
+                                             "included.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list of objects.")] = False,
 ) -> None:
-    """List registered plugins: kind, name, providing distribution and version."""
+    """List registered plugins: kind, name, providing distribution and version (third-party
+    ones; --all or --kind K adds the built-ins)."""
     from sa_frame.core.registry import KIND_HOOKS, registry
 
     kinds = [KIND_ALIASES.get(kind, kind)] if kind else list(KIND_HOOKS)
+    all_ = all_ or kind is not None  # asking for a kind means all of that kind
     reg = registry()
     rows = [r for k in kinds for r in reg.entries(k).values() if all_ or not r.builtin]
+
+    def description(r: Any) -> str:
+        return ", ".join(r.obj) if isinstance(r.obj, list) else getattr(r.obj, "description", "")
+
     if as_json:
-        typer.echo(json.dumps([{"kind": r.kind, "name": r.name, "provider": r.provider, "version": r.version}
-                               for r in rows], indent=2))
+        typer.echo(json.dumps([{"kind": r.kind, "name": r.name, "provider": r.provider, "version": r.version,
+                                "builtin": r.builtin, "description": description(r)} for r in rows], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -53,8 +60,7 @@ def plugins(
     for column in ("kind", "name", "provider", "version", "description"):
         table.add_column(column)
     for r in rows:
-        description = getattr(r.obj, "description", "") if not isinstance(r.obj, list) else ", ".join(r.obj)
-        table.add_row(r.kind, r.name, r.provider, r.version, description)
+        table.add_row(r.kind, r.name, r.provider, r.version, description(r))
     Console().print(table)
     if not rows:
         typer.echo("no third-party plugins installed; `sa-frame plugins --all` lists the built-in ones")

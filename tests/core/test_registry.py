@@ -84,16 +84,22 @@ def test_augmentation_contract_validates_inputs(every_hook):
 def test_plugin_commands_and_listing(every_hook):
     code, out, err = cli("hello", "--name", "sa")
     assert code == 0 and out.strip() == "hello sa", err
+    def brief(items):
+        return [{k: item[k] for k in ("kind", "name", "provider", "version")} for item in items]
+
     listed = json.loads(cli("plugins", "--json")[1])
-    assert {"kind": "augmentation", "name": "test-brighten", "provider": "tests", "version": "9.9"} in listed
-    assert all(item["provider"] == "tests" for item in listed)  # built-ins only with --all
+    assert {"kind": "augmentation", "name": "test-brighten", "provider": "tests", "version": "9.9"} in brief(listed)
+    assert all(item["provider"] == "tests" and not item["builtin"] for item in listed)  # built-ins only with --all
     everything = json.loads(cli("plugins", "--json", "--all")[1])
     assert {"kind": "estimator", "name": "sobol", "provider": "sa-frame", "version": sa_frame.__version__} \
-        in everything
-    only = json.loads(cli("plugins", "--json", "--kind", "augmentation_set")[1])
-    assert only == [{"kind": "augmentation_set", "name": "test-set", "provider": "tests", "version": "9.9"}]
-    sets = json.loads(cli("plugins", "--json", "--all", "--kind", "augmentation_set")[1])
-    assert [s["name"] for s in sets] == ["a1", "a2", "test-set"]
+        in brief(everything)
+    # asking for a kind lists all of it, built-ins included (the README's `--kind estimator --json`)
+    estimators = json.loads(cli("plugins", "--json", "--kind", "estimator")[1])
+    assert {e["name"] for e in estimators} >= {"sobol", "shapley", "variance", "contrast"}
+    sobol = next(e for e in estimators if e["name"] == "sobol")
+    assert sobol["builtin"] and sobol["description"] == sa_frame.lookup("estimator", "sobol").description
+    sets = json.loads(cli("plugins", "--json", "--kind", "augmentation_set")[1])
+    assert [s["name"] for s in sets] == ["a1", "a2", "test-set"] and sets[2]["builtin"] is False
 
 
 def _run_cli(*args, env=None):
@@ -126,7 +132,8 @@ def test_example_plugin_after_pip_install(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
     listed = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "vignette"})
     assert listed.returncode == 0, listed.stderr
-    assert {"kind": "augmentation", "name": "vignette", "provider": "sa-frame-vignette", "version": "0.1.0"} \
+    assert {"kind": "augmentation", "name": "vignette", "provider": "sa-frame-vignette", "version": "0.1.0",
+            "builtin": False, "description": "darken the corners (strength 0 = no-op, 1 = black corners)"} \
         in json.loads(listed.stdout)
     everything = json.loads(_run_cli("plugins", "--json", "--all", env={**env, "SA_FRAME_LOAD_PLUGINS": "vignette"}
                                      ).stdout)
