@@ -53,6 +53,7 @@ _LAZY = {
     # running: the Python API, forward hooks, augmentation chains, rebuilding a finished run
     "estimate": "sa_frame.engine.estimate",
     "sobol_from_outputs": "sa_frame.engine.estimate",
+    "problem_from_salib": "sa_frame.engine.estimate",
     "Capture": "sa_frame.engine.capture",
     "Masking": "sa_frame.engine.capture",
     "ForwardHooks": "sa_frame.engine.capture",
