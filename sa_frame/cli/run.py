@@ -15,7 +15,8 @@ def run(
     estimator: Annotated[str | None, typer.Option("--estimator", help="sobol, shapley, variance, contrast")] = None,
     data: Annotated[str | None, typer.Option("--data", help="'demo' or an image folder (ImageFolder layout)")]
     = None,
-    weights: Annotated[str | None, typer.Option("--weights", help="imagenet, random, or a state-dict file")]
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="imagenet, random, a state-dict file, or a torchvision weight name (IMAGENET1K_V2)")]
     = None,
     n: Annotated[int | None, typer.Option("--n", "--size", help="design size: Sobol base points, Shapley "
                                           "permutations, rows, outer samples (write --size under torchrun, "

@@ -262,3 +262,21 @@ def test_top_units_leave_out_activations_that_do_not_vary(tmp_path):
     rows = top_units(results, "S1", k=2)
     assert rows[0] == ("conv", "a", "2 (0.600), 1 (0.200)")
     assert rows[1][2].startswith("1 (0.200)") or rows[1][2].startswith("2 (0.200)")
+
+
+def test_torchvision_weight_names(tmp_path, monkeypatch):
+    """torchvision's weight names select those weights (offline here: the error names the file
+    of exactly those weights); an unknown name is one line with the closest names."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("network unreachable")))
+    vit = sa_frame.lookup("model", "resnet50")
+    assert vit.weight_names() == ["DEFAULT", "IMAGENET1K_V1", "IMAGENET1K_V2"]
+    for name, file in (("IMAGENET1K_V1", "resnet50-0676ba61.pth"), ("ResNet50_Weights.IMAGENET1K_V2",
+                                                                   "resnet50-11ad3fa6.pth")):
+        with pytest.raises(UsageError, match=f"place {file} in"):
+            vit.build(name)
+    with pytest.raises(UsageError, match="unknown weights 'IMAGENET1K_V3' for resnet50 \\(did you mean"):
+        vit.build("IMAGENET1K_V3")
+    with pytest.raises(UsageError, match="weights file not found"):  # a path stays a path
+        vit.build(str(tmp_path / "IMAGENET1K_V2"))

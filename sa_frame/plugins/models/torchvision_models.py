@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sa_frame import Model
+from sa_frame import Model, UsageError, did_you_mean
 from sa_frame.plugins.models._imagenet import IMAGENET_CLASSES, imagenet_wnids
 from sa_frame.plugins.models._offline import offline_weights_error
 
@@ -74,10 +74,33 @@ class TorchvisionModel(Model):
         names = self.class_names
         return imagenet_wnids() if names is not None and len(names) == IMAGENET_CLASSES else None
 
+    def weight_names(self) -> list[str]:
+        """torchvision's names of this model's pretrained weights (``DEFAULT`` = ``imagenet``)."""
+        return ["DEFAULT", *(w.name for w in torchvision.models.get_model_weights(self.name))]
+
+    def build(self, weights: str | Path | None = None) -> nn.Module:
+        """As `Model.build`, and torchvision's weight names too: ``IMAGENET1K_V2`` or
+        ``ResNet50_Weights.IMAGENET1K_V2`` (a file of that name, if it exists, wins)."""
+        if isinstance(weights, str) and weights not in ("imagenet", "random") and not Path(weights).exists():
+            name = weights.rsplit(".", 1)[-1] if weights.startswith(f"{self._weights_enum().__name__}.") else weights
+            if name in self.weight_names():
+                return self._pretrained(self._weights_enum()[name]).eval()
+            if name.isupper() and "/" not in name:  # looks like a weight name, not a path
+                raise UsageError(f"unknown weights {weights!r} for {self.name}{did_you_mean(name, self.weight_names())}"
+                                 f"; torchvision has {', '.join(self.weight_names())} (or: imagenet, random, a "
+                                 f"state-dict file)")
+        return super().build(weights)
+
+    def _weights_enum(self):  # noqa: ANN202 - a torchvision WeightsEnum subclass
+        return torchvision.models.get_model_weights(self.name)
+
     def build_module(self, pretrained: bool) -> nn.Module:
         if not pretrained:
             return torchvision.models.get_model(self.name, weights=None)
-        weights = torchvision.models.get_model_weights(self.name).DEFAULT
+        return self._pretrained(self._weights_enum().DEFAULT)
+
+    def _pretrained(self, weights: torchvision.models.WeightsEnum) -> nn.Module:
+        """The network with `weights`, from torch's hub cache (offline: where to put the file)."""
         try:
             return torchvision.models.get_model(self.name, weights=weights)
         except OSError:  # offline (URLError) and not in the hub cache
