@@ -9,6 +9,10 @@ no precision; merging converts shifts exactly.
 
 Base points with a non-finite output in any of their rows are left out for that
 activation (and counted); zero-variance activations get index 0 and are flagged.
+
+Intervals: the point-estimate sums are kept per randomised-QMC replicate of the design
+(leading axis R), and the delete-one-replicate jackknife gives the half-widths; a
+one-replicate design (SALib's) falls back to batch means over its units.
 """
 
 from __future__ import annotations
