@@ -27,16 +27,17 @@ def show(results_path: Annotated[Path, typer.Argument(help="a results file")],
     run = Table(title=f"{results_path}", show_header=False)
     design = attrs["design"]
     options = attrs.get("estimator_options", {})
+    intervals = attrs.get("intervals") or {}
     for key, value in [("status", attrs["status"]), ("model", attrs["model"]), ("estimator", attrs["estimator"]),
                        ("estimator options", ", ".join(f"{k}={v}" for k, v in options.items()) or "-"),
                        ("design", ", ".join(f"{k}={v}" for k, v in design.items())), ("rows", f"{attrs['n_rows']:,}"),
                        ("blocks done", f"{attrs['blocks_done']} / {attrs['n_blocks']}"), ("seed", attrs["seed"]),
                        ("elapsed", f"{attrs['elapsed_s']:.1f} s" if "elapsed_s" in attrs else "-"),
-                       ("intervals", interval_text(attrs.get("intervals") or {}))]:
+                       ("intervals", interval_text(intervals))]:
         run.add_row(key, str(value))
     console.print(run)
-    if (attrs.get("intervals") or {}).get("warning"):
-        console.print(f"[yellow]warning:[/] {attrs['intervals']['warning']}")
+    if intervals.get("warning"):
+        console.print(f"[yellow]warning:[/] {intervals['warning']}")
     variables = results.variables()
     table = Table(title="variables")
     for column in ("column", "group", "distribution"):

@@ -73,6 +73,12 @@ class PermutationDesign(Design):
             self.permutations = np.argsort(rng.random((n_permutations, d)), axis=1)
 
     @property
+    def pooled_strata(self) -> int:
+        """Strata whose within-permutation spreads the errors pool: 0 without strata, or with
+        one permutation per stratum (no spread within)."""
+        return self.strata if self.n_blocks > self.strata else 0
+
+    @property
     def n_players(self) -> int:
         return len(self.player_names)
 
@@ -193,7 +199,7 @@ class ShapleyAccumulator(Accumulator):
         scale = torch.where(flat, 1.0, total)
         share = raw / scale
         n_perm = int(st["n_perm"].max())
-        strata = self.design.strata if n_perm > self.design.strata else 0  # one per stratum: no spread within
+        strata = self.design.pooled_strata
         share_se = share_standard_error(st, share, scale, m, strata)
         if strata:
             se = stratified_spread(st["phi2"], st["phi_stratum"] ** 2, m, strata).sqrt() / m.sqrt()
@@ -261,7 +267,7 @@ class ShapleyEstimator(Estimator):
         return ShapleyAccumulator(problem, design, shapes, device)
 
     def intervals(self, design: PermutationDesign) -> dict[str, Any]:
-        strata = design.strata if design.n_blocks > design.strata else 0
+        strata = design.pooled_strata
         dof = design.n_blocks - max(strata, 1)
         detail = (f"delta method over {design.n_blocks} permutations (the total's spread included), Student t on "
                   f"{dof} degrees of freedom")

@@ -424,7 +424,7 @@ class SobolEstimator(Estimator):
             detail = (f"jackknife over {design.replicates} independent scramblings of the Sobol points, "
                       f"Student t on {dof} degrees of freedom (includes the error of Var(Y))")
         else:
-            units = -(-design.n // min(POINTS_PER_UNIT, design.points_per_block))
+            units = -(-design.n_rows // design.unit_rows)
             method, dof = "batch-means", units - 1
             detail = (f"batch means over {units} units of base points, Student t on {dof} degrees of freedom, "
                       f"Var(Y) treated as known; QMC points make them conservative for S1 (replicates > 1 "
