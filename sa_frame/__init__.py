@@ -19,7 +19,8 @@ _LAZY = {
     "Problem": "sa_frame.core.problem",
     **{name: "sa_frame.core.variables" for name in (
         "Uniform", "LogUniform", "IntUniform", "Switch", "Categorical", "Constant",
-        "SpikeAndSlab", "MultivariateNormal", "Variable", "Block")},
+        "SpikeAndSlab", "Variable", "Block")},
+    "MultivariateNormal": "sa_frame.engine.dependent_normal",
     # plugin base types and their options
     "Model": "sa_frame.core.model",
     "load_state_dict_file": "sa_frame.core.model",
@@ -34,6 +35,8 @@ _LAZY = {
     "Accumulator": "sa_frame.core.estimator",
     "Estimator": "sa_frame.core.estimator",
     "ACC_DTYPE": "sa_frame.core.estimator",
+    "Segmenter": "sa_frame.core.regions",
+    "Perturbation": "sa_frame.core.regions",
     "Analysis": "sa_frame.core.analysis",
     "Progress": "sa_frame.core.analysis",
     "no_progress": "sa_frame.core.analysis",

@@ -1,10 +1,9 @@
 """The Analysis contract (docs/architecture.md) and how `sa-frame analyze` runs one.
 
-An analysis reads a complete results file (and, for predictions, runs the model again),
-returns a tree of named arrays that the kernel writes under `/analyses/<name>`, prints
-rich tables and optionally draws figures. Its options are a dataclass: `-o key=value`
-on the command line sets a field (values parsed as YAML), unknown keys are named with
-the closest valid one.
+An analysis reads a complete results file (and, for predictions, runs the model again), returns a tree of named
+arrays that the kernel writes under `/analyses/<name>`, prints rich tables and optionally draws figures. Its
+options are a dataclass: `-o key=value` on the command line sets a field (values parsed as YAML), unknown keys are
+named with the closest valid one.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ class Analysis(ABC):
         """Write PNG figures at `prefix.with_suffix(".<what>.png")` (prefix: the results file, so
         results.h5 -> results.<what>.png); the paths written (default: none)."""
         return []
-
 
 
 def parse_options(analysis: Analysis, pairs: Sequence[str]) -> Any:

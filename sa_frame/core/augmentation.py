@@ -1,9 +1,8 @@
 """The Augmentation contract (docs/architecture.md) that built-in and third-party augmentations implement.
 
-An augmentation works on a whole batch: `apply(images, params)` gets a (B, 3, H, W)
-float tensor in [0, 1] on any device and one value per image for every parameter, as
-(B,) tensors; no per-image Python loop. Calling the object validates its inputs first,
-so a wrong shape, dtype or out-of-range value fails with a message naming the
+An augmentation works on a whole batch: `apply(images, params)` gets a (B, 3, H, W) float tensor in [0, 1] on any
+device and one value per image for every parameter, as (B,) tensors; no per-image Python loop. Calling the object
+validates its inputs first, so a wrong shape, dtype or out-of-range value fails with a message naming the
 augmentation and the parameter, and user values are never silently clamped.
 """
 

@@ -1,10 +1,9 @@
 """The data-source contract: where a run's images come from.
 
-A `DataSource` plugin is registered by name and opened with an argument (``--data demo``,
-``--data name:argument``, or a bare value such as a folder path that a source `claims`)
-into an `ImageSet`: classes, one or two partitions, image counts, and `load` of float
-images in [0, 1] at the model's input size. The class variable decides the image: the
-design gives a class index and a value in [0, 1) that `select` maps to an image."""
+A `DataSource` plugin is registered by name and opened with an argument (``--data demo``, ``--data
+name:argument``, or a bare value such as a folder path that a source `claims`) into an `ImageSet`: classes, one or
+two partitions, image counts, and `load` of float images in [0, 1] at the model's input size. The class variable
+decides the image: the design gives a class index and a value in [0, 1) that `select` maps to an image."""
 
 from __future__ import annotations
 
@@ -42,6 +41,10 @@ class ImageSet(ABC):
     @abstractmethod
     def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
         """Images (B, 3, H, W) float in [0, 1] for (B,) class, within-class index and partition."""
+
+    def masks(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor | None:
+        """(B, H, W) integer masks (0 background, 1.. objects) for segmenters that read them; None: no masks."""
+        return None
 
     def fingerprint(self) -> str:
         """What the images depend on (a listing digest, a version); a resume refuses a change."""

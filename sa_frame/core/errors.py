@@ -1,8 +1,7 @@
 """Errors a user can act on.
 
-Every mistake a user can make (an unknown name, a bad option, a bad file) raises a
-`UsageError`; the CLI prints its one-line message and exits with status 2.
-Anything else is a bug and exits with status 1.
+Every mistake a user can make (an unknown name, a bad option, a bad file) raises a `UsageError`; the CLI prints
+its one-line message and exits with status 2. Anything else is a bug and exits with status 1.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The types an estimator plugin implements: designs, blocks and streaming accumulators.
 
-`design(problem, size, seed, options)` gives blocks of unit-cube rows, each a function of
-(seed, block index) only; the engine evaluates them and hands the outputs to
-`accumulator.update`, whose float64 state does not grow with the samples and merges. All
-the engine knows of an estimator (options, sizes, schemes, map rows, shares of variance,
-splitting) is declared here, so a third-party estimator is treated like a built-in."""
+`design(problem, size, seed, options)` gives blocks of unit-cube rows, each a function of (seed, block index)
+only; the engine evaluates them and hands the outputs to `accumulator.update`, whose float64 state does not grow
+with the samples and merges. All the engine knows of an estimator (options, sizes, schemes, map rows, shares of
+variance, splitting) is declared here, so a third-party estimator is treated like a built-in."""
 
 from __future__ import annotations
 
@@ -69,10 +68,9 @@ class Design(ABC):
 class Accumulator(ABC):
     """Streaming statistics over the outputs of every checkpoint, all activations at once.
 
-    Subclasses keep, per checkpoint, a dict of float64 tensors shaped (stat, M) with M
-    the checkpoint's flattened activation count, and implement `update_checkpoint` and
-    `finalize_checkpoint` (and `merge_checkpoint` where adding the tensors is not a merge).
-    """
+    Subclasses keep, per checkpoint, a dict of float64 tensors shaped (stat, M) with M the checkpoint's flattened
+    activation count; they implement `update_checkpoint`, `finalize_checkpoint` (and `merge_checkpoint` where
+    adding the tensors is not a merge)."""
 
     #: whether every float64 state tensor is finite (a resume refuses a state that is not)
     finite_state: bool = True
@@ -190,6 +188,8 @@ class Estimator(ABC):
     schemes: tuple[int, ...] = (1, 2)
     #: whether each image gets its own order of augmentations (a permutation variable)
     permute: bool = True
+    #: region runs (``--regions``): "allowed", "required" (sbsa) or "unsupported"
+    regions: str = "allowed"
 
     def options(self, values: Mapping[str, Any] | None = None) -> Any:
         """This estimator's Options from a mapping (unknown keys named with the closest)."""

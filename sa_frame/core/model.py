@@ -1,9 +1,8 @@
 """The Model contract (docs/architecture.md) and weight loading shared by every model plugin.
 
-A model plugin knows how to build the network, which modules are its default
-checkpoints, which module classifies, its input size and normalisation. Weights are
-``imagenet`` (the plugin's pretrained weights through the library's own cache),
-``random`` or a path to a state-dict file.
+A model plugin knows how to build the network, which modules are its default checkpoints, which module classifies,
+its input size and normalisation. Weights are ``imagenet`` (the plugin's pretrained weights through the library's
+own cache), ``random`` or a path to a state-dict file.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Typed options of a plugin (an estimator's or an analysis'): a dataclass whose fields are
-made with `option(default, help)`, set from ``key=value`` strings or a mapping, checked by
-the type of each default, with unknown keys named next to the closest valid one."""
+"""Typed options of a plugin (an estimator's or an analysis'): a dataclass whose fields are made with
+`option(default, help)`, set from ``key=value`` strings or a mapping, checked by the type of each default, with
+unknown keys named next to the closest valid one."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """A Problem: the ordered SA variables (unit-cube columns) and how they are grouped.
 
-Groups are the "players" of the analysis: Sobol indices and Shapley effects are
-reported per group. By default every top-level entry is one group (an augmentation's
-parameters form one group), and a MultivariateNormal block contributes one group per
-coordinate.
+Groups are the "players" of the analysis: Sobol indices and Shapley effects are reported per group. By default
+every top-level entry is one group (an augmentation's parameters form one group), and a MultivariateNormal block
+contributes one group per coordinate.
 """
 
 from __future__ import annotations

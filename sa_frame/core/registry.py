@@ -1,11 +1,11 @@
 """The plugin manager and the registry of everything plugins provide.
 
-Built-in plugins (DEFAULT_PLUGINS) are registered exactly like third-party ones, then
-the entry points of group ``sa_frame`` are loaded. ``SA_FRAME_LOAD_PLUGINS=a,b``
-restricts which entry points load (set it to an empty string to load none; tests do).
+Built-in plugins (DEFAULT_PLUGINS) are registered exactly like third-party ones, then the entry points of group
+``sa_frame`` are loaded. ``SA_FRAME_LOAD_PLUGINS=a,b`` restricts which entry points load (set it to an empty
+string to load none; tests do).
 
-Loading is lazy: nothing is imported until the first lookup, and a kind's hook is
-only called when that kind is first asked for, so ``sa-frame --help`` stays fast.
+Loading is lazy: nothing is imported until the first lookup, and a kind's hook is only called when that kind is
+first asked for, so ``sa-frame --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pluggy
 
 from sa_frame._version import __version__
 from sa_frame.core import hookspecs
-from sa_frame.core.errors import PluginError, UsageError, unknown_name
+from sa_frame.core.errors import PluginError, unknown_name
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "sa_frame.plugins.models",
@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sa_frame.plugins.augmentations",
     "sa_frame.plugins.estimators",
     "sa_frame.plugins.analyses",
+    "sa_frame.plugins.regions",
 )
 ALLOWLIST_ENV = "SA_FRAME_LOAD_PLUGINS"
 ENTRY_POINT_GROUP = "sa_frame"
@@ -43,6 +44,8 @@ KIND_HOOKS: dict[str, str] = {
     "sampler": "register_samplers",
     "estimator": "register_estimators",
     "analysis": "register_analyses",
+    "segmenter": "register_segmenters",
+    "perturbation": "register_perturbations",
 }
 NAMED_LIST_KINDS = frozenset({"checkpoint", "augmentation_set"})
 OVERRIDABLE_KINDS = frozenset({"checkpoint"})
@@ -188,7 +191,7 @@ def reset_registry() -> None:
 
 def registered(kind: str) -> dict[str, Any]:
     """`{name: plugin object}` for one kind: model, checkpoint, data_source, augmentation,
-    augmentation_set, sampler, estimator or analysis."""
+    augmentation_set, sampler, estimator, analysis, segmenter or perturbation."""
     return {name: reg.obj for name, reg in registry().entries(kind).items()}
 
 
@@ -196,6 +199,3 @@ def lookup(kind: str, name: str) -> Any:
     """The registered object of `kind` called `name` (UsageError naming the closest)."""
     return registry().get(kind, name)
 
-
-__all__ = ["DEFAULT_PLUGINS", "KIND_HOOKS", "Registration", "Registry", "UsageError",
-           "lookup", "registered", "registry", "reset_registry"]
