@@ -28,8 +28,10 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
-def render_demo(classes: Tensor, params: dict[str, Tensor], size: int) -> Tensor:
-    """Images (B, 3, size, size) in [0, 1] for classes (B,) and per-image parameters (B,)."""
+def render_demo(classes: Tensor, params: dict[str, Tensor], size: int, return_mask: bool = False) \
+        -> Tensor | tuple[Tensor, Tensor]:
+    """Images (B, 3, size, size) in [0, 1] for classes (B,) and per-image parameters (B,); with
+    `return_mask`, also the exact (B, size, size) shape masks (1 shape, 0 background)."""
     b = classes.shape[0]
     p = {k: v.to(torch.float32).view(b, 1, 1) for k, v in params.items()}
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
@@ -56,7 +58,8 @@ def render_demo(classes: Tensor, params: dict[str, Tensor], size: int) -> Tensor
     mask = masks[torch.arange(b), shape].unsqueeze(1)
     centre = torch.tensor(list(DEMO_COLOURS.values()))[classes // len(DEMO_SHAPES)]
     rgb = _hsv_to_rgb((centre + params["hue"].float()) % 1.0, params["sat"].float(), params["val"].float())
-    return torch.where(mask, rgb.view(b, 3, 1, 1), background).clamp(0.0, 1.0)
+    images = torch.where(mask, rgb.view(b, 3, 1, 1), background).clamp(0.0, 1.0)
+    return (images, mask.squeeze(1).to(torch.uint8)) if return_mask else images
 
 
 def draw_demo_params(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -98,15 +101,17 @@ class DemoImages:
             self._params[partition] = {k: torch.from_numpy(v) for k, v in drawn.items()}
         return self._params[partition]
 
-    def images(self, classes: Tensor, index: Tensor, partition: str) -> Tensor:
-        """Images (B, 3, size, size) of classes (B,) and within-class indices (B,) of one partition."""
+    def images(self, classes: Tensor, index: Tensor, partition: str, return_mask: bool = False) \
+            -> Tensor | tuple[Tensor, Tensor]:
+        """Images (B, 3, size, size) of classes (B,) and within-class indices (B,) of one partition
+        (and their shape masks, with `return_mask`)."""
         if partition not in self.per_class:
             raise UsageError(f"unknown partition {partition!r}; the demo set has {', '.join(self.partitions)}")
         classes, index = classes.long(), index.long()
         if bool((index < 0).any()) or bool((index >= self.per_class[partition]).any()):
             raise UsageError(f"demo image index outside 0..{self.per_class[partition] - 1}")
         table = self._table(partition)
-        return render_demo(classes, {k: v[classes, index] for k, v in table.items()}, self.size)
+        return render_demo(classes, {k: v[classes, index] for k, v in table.items()}, self.size, return_mask)
 
     def all_images(self, partition: str) -> tuple[Tensor, Tensor]:
         """Every image of a partition and its labels."""
@@ -129,11 +134,21 @@ class DemoSet(ImageSet):
         return torch.full((len(self.classes),), self.images.per_class[self.partitions[partition]])
 
     def load(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
-        out = torch.empty(classes.shape[0], 3, self.images.size, self.images.size)
+        return self._render(classes, index, partition, masks=False)
+
+    def masks(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor:
+        """The exact shape masks the renderer draws (1 shape, 0 background)."""
+        return self._render(classes, index, partition, masks=True)
+
+    def _render(self, classes: Tensor, index: Tensor, partition: Tensor, masks: bool) -> Tensor:
+        size = self.images.size
+        out = torch.empty((classes.shape[0], size, size) if masks else (classes.shape[0], 3, size, size),
+                          dtype=torch.uint8 if masks else torch.float32)
         for p, name in enumerate(self.partitions):  # a loop over partitions, not images
             rows = (partition == p).nonzero().squeeze(1)
             if rows.numel():
-                out[rows] = self.images.images(classes[rows], index[rows], name)
+                rendered = self.images.images(classes[rows], index[rows], name, return_mask=masks)
+                out[rows] = rendered[1] if masks else rendered
         return out
 
 

@@ -319,7 +319,7 @@ class ContrastEstimator(Estimator):
     description = "original vs single augmentation: rank-biserial, Wilcoxon p (BY-corrected), point-biserial"
     outputs = ("rank_biserial", "point_biserial", "pvalue", "pvalue_by", "statistic", "n_pairs")
     summary = ("rank_biserial",)
-
+    regions = "unsupported"  # its treatments are single augmentations
     analysis_maps = {"rank_biserial": ("rank_biserial", "abs")}
     Options = ContrastOptions
     # the paper's 50,000 outer samples x 10 inner; the research code's test sizes; the demo's

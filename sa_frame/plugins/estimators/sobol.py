@@ -29,7 +29,7 @@ from scipy.stats import t as student_t
 from torch import Tensor
 
 from sa_frame import ACC_DTYPE, Accumulator, DesignBlock, Estimator, Problem, Uniform, UsageError, lookup, option
-from sa_frame.plugins.estimators._saltelli_design import POINTS_PER_UNIT, SaltelliDesign
+from sa_frame.plugins.estimators._saltelli_design import POINTS_PER_UNIT, SaltelliDesign, is_power_of_two
 from sa_frame.plugins.estimators._sobol_cpu_kernel import fold_units
 from sa_frame.plugins.estimators._zero_variance import zero_variance
 
@@ -380,6 +380,14 @@ def batch_means_intervals(total: Mapping[str, Tensor], est: Mapping[str, Tensor]
             "conf_dof": torch.where(batch_dof >= 1, batch_dof, float("nan"))}
 
 
+def default_replicates(n: int) -> int:
+    """DEFAULT_REPLICATES, or the largest power of two below it that divides n (n = 50: 2)."""
+    r = DEFAULT_REPLICATES
+    while r > 1 and n % r:
+        r //= 2
+    return r
+
+
 def student_t_quantiles(dof: Tensor) -> Tensor:
     """The two-sided CONF_LEVEL quantile of Student t for each entry of `dof` (NaN below 1),
     computed once per distinct value (activations share a few)."""
@@ -398,6 +406,8 @@ class SobolOptions:
     replicates: int = option(0, f"independent scramblings of the Sobol points (randomised QMC) whose spread "
                                 f"gives the intervals (0: {DEFAULT_REPLICATES}, or n if smaller); 1: SALib's "
                                 f"design, batch-means intervals")
+    allow_any_n: bool = option(False, "accept any n, not only powers of two (the SBSA paper's N = 50); the "
+                                      "Sobol points then lose their balance, as SALib warns")
 
 
 class SobolEstimator(Estimator):
@@ -415,8 +425,8 @@ class SobolEstimator(Estimator):
     def make_design(self, problem: Problem, size: int, seed: int, options: SobolOptions) -> SaltelliDesign:
         return lookup("sampler", options.sampler).design(problem, size, seed, second_order=options.second_order,
                                                          points_per_block=options.points_per_block or None,
-                                                         replicates=options.replicates
-                                                         or min(DEFAULT_REPLICATES, size))
+                                                         require_power_of_two=not options.allow_any_n,
+                                                         replicates=options.replicates or default_replicates(size))
 
     def intervals(self, design: SaltelliDesign) -> dict[str, Any]:
         if design.replicates > 1:
@@ -430,9 +440,15 @@ class SobolEstimator(Estimator):
                       f"Var(Y) treated as known; QMC points make them conservative for S1 (replicates > 1 "
                       f"sees the QMC error)")
         out = {"method": method, "level": CONF_LEVEL, "dof": dof, "detail": detail}
+        warnings = []
         if dof + 1 < FEW_INTERVAL_GROUPS:
-            out["warning"] = (f"only {dof + 1} {'replicates' if method == 'replicates' else 'batches'} back the "
-                              f"intervals (fewer than {FEW_INTERVAL_GROUPS}): they are wide and their coverage rough")
+            warnings.append(f"only {dof + 1} {'replicates' if method == 'replicates' else 'batches'} back the "
+                            f"intervals (fewer than {FEW_INTERVAL_GROUPS}): they are wide and their coverage rough")
+        if not is_power_of_two(design.points_per_replicate):
+            warnings.append(f"{design.points_per_replicate} Sobol points per replicate is not a power of two: the "
+                            f"points lose their balance properties (SALib warns the same)")
+        if warnings:
+            out["warning"] = "; ".join(warnings)
         return out
 
     def accumulator(self, problem: Problem, design: SaltelliDesign, shapes: Mapping[str, tuple[int, ...]],
