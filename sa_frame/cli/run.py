@@ -53,6 +53,21 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="continue an unfinished results file")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing results file")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar or tables (results and figure still written)")] = False,
+    regions: Annotated[str | None, typer.Option(
+        "--regions", help="a region run: segmenter[:key=value,...], e.g. grid:cells=4, slic:n_segments=16, "
+        "demo-foreground (sa-frame plugins --kind segmenter)")] = None,
+    perturbation: Annotated[str | None, typer.Option(
+        "--perturbation", help="region run: how region values change the image, e.g. scale:low=0,high=2 or "
+        "inpaint:baseline=blur (default scale)")] = None,
+    images: Annotated[int | None, typer.Option("--images", help="region run: analyse N images, round-robin over "
+                                               "the classes")] = None,
+    per_class: Annotated[int | None, typer.Option("--per-class", help="region run: the first K images of every "
+                                                  "class (default 5)")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="region run: the images' partition "
+                                                  "(default valid)")] = None,
+    score: Annotated[str | None, typer.Option("--score", help="region run: logit (default) or softmax")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="region run: the score of the true class "
+                                               "(default), the predicted class, or all classes")] = None,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
                                              "complete results file")] = False,
 ) -> None:
@@ -71,7 +86,9 @@ def run(
                                  classifier_output=classifier_output, postprocess=postprocess,
                                  class_map=str(class_map) if class_map else None,
                                  save_every=save_every, quick=quick or None, resume=resume or None,
-                                 force=force or None, quiet=quiet or None, keep_state=keep_state or None)
+                                 force=force or None, quiet=quiet or None, keep_state=keep_state or None,
+                                 regions=regions, perturbation=perturbation, images=images, per_class=per_class,
+                                 partition=partition, score=score, target=target)
     file_values = load_config_file(config) if config else {}
     if list_options:
         from sa_frame.core.registry import lookup
@@ -102,14 +119,24 @@ def run(
         Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {few} (raise --n, or see docs/estimators.md)")
     if not reporter:
         return
+    from sa_frame.results.regions_report import print_region_summary, region_figure
     from sa_frame.results.report import summary_figure
     from sa_frame.results.store import ResultsFile
 
     results = ResultsFile(cfg.out)
-    figure = summary_figure(results, run_plan.estimator, Path(cfg.out).with_suffix(".png"))
+    regions = run_plan.regions is not None
+    figure = region_figure(results, Path(cfg.out).with_suffix(".png")) if regions else \
+        summary_figure(results, run_plan.estimator, Path(cfg.out).with_suffix(".png"))
     if cfg.quiet:
         return
     out_console = Console()
-    print_summary(out_console, results, run_plan.estimator)
-    out_console.print(f"[bold]{run_plan.design.n_rows:,}[/] rows in {elapsed:.1f} s "
-                      f"({rate_text(run_plan.design.n_rows / max(elapsed, 1e-9))}) -> {cfg.out}, {figure}")
+    if regions:
+        print_region_summary(out_console, results)
+    else:
+        print_summary(out_console, results, run_plan.estimator)
+    images = run_plan.regions.n_images if run_plan.regions is not None else 1
+    rows = f"{run_plan.design.n_rows:,}[/] rows" + (f" x {images} images" if regions else "")
+    unit = "forwards" if regions else "rows"
+    out_console.print(f"[bold]{rows} in {elapsed:.1f} s "
+                      f"({rate_text(run_plan.design.n_rows * images / max(elapsed, 1e-9), unit)})"
+                      f" -> {cfg.out}, {figure}")

@@ -58,6 +58,13 @@ def show(results_path: Annotated[Path, typer.Argument(help="a results file")],
         first = next(iter(stats.values()))
         shapes.add_row(name, ", ".join(stats), str(tuple(first.shape[1:]) if first.ndim > 1 else first.shape))
     console.print(shapes)
+    from sa_frame.results.regions_report import is_region_run, print_region_summary
+
+    if is_region_run(results):
+        console.print(f"region run: {attrs.get('segmenter')} {attrs.get('segmenter_options')}, perturbation "
+                      f"{attrs.get('perturbation')} {attrs.get('perturbation_options')}")
+        print_region_summary(console, results, first=top * 2)
+        return
     estimator = lookup("estimator", attrs["estimator"])
     summary = estimator.summary
     print_summary(console, results, estimator)
@@ -93,7 +100,11 @@ def plot(results_path: Annotated[Path, typer.Argument(help="a results file")],
         raise UsageError(f"{results_path} is not complete ({attrs['blocks_done']} of {attrs['n_blocks']} blocks)")
     if (checkpoint is None) != (unit is None):
         raise UsageError("give both --checkpoint and --unit (or neither, for the summary heatmap)")
-    if checkpoint is None:
+    from sa_frame.results.regions_report import is_region_run, region_figure
+
+    if checkpoint is None and is_region_run(results):
+        path = region_figure(results, out or results_path.with_suffix(".regions.png"))
+    elif checkpoint is None:
         path = summary_figure(results, lookup("estimator", attrs["estimator"]),
                               out or results_path.with_suffix(".summary.png"), None if index is None else (index,))
     else:

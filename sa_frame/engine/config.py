@@ -48,6 +48,14 @@ class RunConfig:
     force: bool = False
     quiet: bool = False
     keep_state: bool = False
+    #: region runs: the segmenter (``grid:cells=4``), the perturbation, which images, the score
+    regions: str | None = None
+    perturbation: str = "scale"
+    images: int | None = None
+    per_class: int | None = None
+    partition: str | None = None
+    score: str = "logit"
+    target: str = "true"
     #: the estimator's options (its Options dataclass' fields), from -o key=value or YAML
     options: dict[str, Any] = field(default_factory=dict)
 

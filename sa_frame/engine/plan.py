@@ -21,6 +21,7 @@ from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
 from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import local_device
 from sa_frame.engine.labels import Labels, network_labels
+from sa_frame.engine.regions import SCORE, RegionSetup, setup_regions
 
 CLASS, PARTITION = "class", "partition"
 
@@ -35,7 +36,8 @@ class RunPlan:
     device: torch.device
     checkpoints: list[str]
     source: ImageSet
-    chain: AugmentationChain
+    #: the augmentations (None in a region run)
+    chain: AugmentationChain | None
     problem: Problem
     estimator: Estimator
     design: Design
@@ -46,6 +48,12 @@ class RunPlan:
     labels: Labels
     #: the network's number of outputs, when the model says (class names, or a head size)
     n_outputs: int | None = None
+    #: a region run's images, regions and perturbation (None: an augmentation run)
+    regions: RegionSetup | None = None
+
+    @property
+    def mode(self) -> str:
+        return "augmentations" if self.regions is None else "regions"
 
     @property
     def rows_per_batch(self) -> int:
@@ -83,15 +91,29 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
     `with_network=False` skips building the network (net is None), for readers of a run."""
     spec = lookup("model", config.model)
     estimator: Estimator = lookup("estimator", config.estimator)
-    augmentations = resolve_augmentations(config.aug)
     device = local_device(resolve_device(config.device))
     source = open_data(config.data, spec.input_format())
-    scheme = config.scheme or estimator.schemes[0]
-    if scheme not in estimator.schemes:
-        raise UsageError(f"estimator {estimator.name!r} takes augmentation scheme "
-                         f"{' or '.join(map(str, estimator.schemes))}, got --scheme {scheme}")
-    chain = AugmentationChain(augmentations, scheme=scheme, permute=estimator.permute)
-    problem = build_problem(chain, source)
+    names = spec.class_names
+    n_outputs = len(names) if names else int(getattr(spec, "num_classes", 0) or 0) or None
+    labels = network_labels(source, spec, n_outputs, config.class_map)
+    chain, regions = None, None
+    if config.regions:
+        if estimator.regions == "unsupported":
+            raise UsageError(f"estimator {estimator.name!r} cannot analyse regions (--regions); use sbsa, sobol or "
+                             f"shapley")
+        regions = setup_regions(config, spec, source, labels.network_classes, device)
+        problem = regions.problem()
+    else:
+        if estimator.regions == "required":
+            raise UsageError(f"estimator {estimator.name!r} analyses image regions: give --regions (e.g. "
+                             f"--regions grid:cells=4)")
+        augmentations = resolve_augmentations(config.aug)
+        scheme = config.scheme or estimator.schemes[0]
+        if scheme not in estimator.schemes:
+            raise UsageError(f"estimator {estimator.name!r} takes augmentation scheme "
+                             f"{' or '.join(map(str, estimator.schemes))}, got --scheme {scheme}")
+        chain = AugmentationChain(augmentations, scheme=scheme, permute=estimator.permute)
+        problem = build_problem(chain, source)
     profile = "quick" if config.quick else "demo" if config.data == "demo" and config.model == "demo-cnn" else "paper"
     sizes = dict(estimator.sizes.get(profile) or estimator.sizes.get("paper") or {})
     n = config.n if config.n is not None else sizes.pop("n", None)
@@ -100,18 +122,18 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
         raise UsageError(f"estimator {estimator.name!r} has no default size for profile {profile!r}; give --n")
     options = estimator.options({**sizes, **config.options})
     design = estimator.design(problem, n, config.seed, options)
-    checkpoints = list(config.checkpoints or registered("checkpoint").get(spec.name) or spec.checkpoints)
+    if regions is not None:  # the score, and real checkpoints only where asked for
+        checkpoints = [SCORE, *(c for c in config.checkpoints or [] if c != SCORE)]
+    else:
+        checkpoints = list(config.checkpoints or registered("checkpoint").get(spec.name) or spec.checkpoints)
     net = None
     if with_network:
         net = spec.build(config.weights).to(device)
-        resolve_modules(net, checkpoints)
+        resolve_modules(net, [c for c in checkpoints if c != SCORE or regions is None])
     if config.classifier_output not in ("softmax", "logits"):
         raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
-    names = spec.class_names
-    n_outputs = len(names) if names else int(getattr(spec, "num_classes", 0) or 0) or None
-    labels = network_labels(source, spec, n_outputs, config.class_map)
     return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options,
-                   labels, n_outputs)
+                   labels, n_outputs, regions)
 
 
 def open_data(value: str, fmt: InputFormat) -> ImageSet:

@@ -22,6 +22,7 @@ from sa_frame.core.model import Model
 from sa_frame.engine.config import build_config
 from sa_frame.engine.labels import label_warning
 from sa_frame.engine.plan import RunPlan, plan
+from sa_frame.engine.regions import RegionRunner
 from sa_frame.engine.runner import Runner, minmax
 from sa_frame.results.store import ResultsFile
 
@@ -61,6 +62,13 @@ class Rebuilt:
     @property
     def postprocess(self) -> str:
         return self.plan.config.postprocess
+
+    @cached_property
+    def region_runner(self) -> RegionRunner:
+        """A region run's scoring of perturbed images (masking, sensitivity-n); UsageError otherwise."""
+        if self.plan.regions is None:
+            raise UsageError("this is an augmentation run, not a region run (--regions)")
+        return RegionRunner(self.plan)
 
     @cached_property
     def runner(self) -> Runner:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from sa_frame.core.options import options_dict
 from sa_frame.core.registry import registry
 from sa_frame.engine.plan import RunPlan
 from sa_frame.results.store import SCHEMA_VERSION
@@ -20,7 +21,7 @@ def versions() -> dict[str, str]:
     for dist in ("sa-frame", "torch", "torchvision", "timm", "numpy", "scipy", "h5py"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[dist] = importlib.metadata.version(dist)
-    for kind in ("model", "data_source", "augmentation", "estimator"):
+    for kind in ("model", "data_source", "augmentation", "estimator", "segmenter", "perturbation"):
         for reg in registry().entries(kind).values():
             out.setdefault(reg.provider, reg.version)
     return out
@@ -47,7 +48,18 @@ def base_attrs(run: RunPlan, status: str, blocks_done: int,
             "estimator_options": run.estimator.options_record(run.options),
             # how the *_conf maps are made (method, level, degrees of freedom, warning)
             "intervals": run.estimator.intervals(run.design),
-            "rows_per_batch": run.rows_per_batch}
+            "rows_per_batch": run.rows_per_batch, "mode": run.mode} | region_attrs(run)
+
+
+def region_attrs(run: RunPlan) -> dict[str, Any]:
+    """A region run's segmenter, perturbation (with options), score and target ({} otherwise)."""
+    s = run.regions
+    if s is None:
+        return {}
+    return {"segmenter": s.segmenter.name, "segmenter_options": options_dict(s.segmenter_options),
+            "perturbation": s.perturbation.name, "perturbation_options": options_dict(s.perturbation_options),
+            "score": s.score, "target": s.target, "design_sharing": "shared", "n_regions_max": s.n_regions,
+            "n_images": s.n_images}
 
 
 def nonfinite_summary(maps: dict[str, dict[str, np.ndarray]]) -> dict[str, list[int]]:

@@ -19,6 +19,7 @@ from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import World, join, leave, merged_on_main
 from sa_frame.engine.plan import RunPlan, plan, resolve_device
 from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
+from sa_frame.engine.regions import RegionRunner
 from sa_frame.engine.resume import check_inputs, check_state, input_fingerprints, remove_stale_temporaries
 from sa_frame.engine.runner import Progress, Runner
 from sa_frame.engine.stop import RunInterrupted, StopRequest
@@ -77,8 +78,9 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
     why_not = run.estimator.split_error(run.design) if world.size > 1 else None
     if why_not:
         raise UsageError(why_not)
-    runner = Runner(run)
+    runner: Runner | RegionRunner = Runner(run) if run.regions is None else RegionRunner(run)
     shapes = runner.shapes()
+    fixed = runner.sections() if isinstance(runner, RegionRunner) else {}  # a region run's images and regions
 
     def fresh() -> Accumulator:
         return run.estimator.accumulator(run.problem, run.design, shapes, device=run.device)
@@ -102,7 +104,7 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
             raise UsageError(f"{results.path}: the saved state cannot be resumed ({exc}); use --force to start "
                              f"over") from None
     elif world.is_main:
-        results.write(base_attrs(run, RUNNING, 0, inputs), {"variables": variables})
+        results.write(base_attrs(run, RUNNING, 0, inputs), {"variables": variables, **fixed})
     world.barrier()
     started = time.perf_counter()
     n_blocks = run.design.n_blocks
@@ -115,7 +117,7 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
         if (rounds_done % rounds_per_save == 0 or stopping) and prefix < n_blocks:
             merged = merged_on_main(world, acc, fresh)
             if merged is not None:
-                results.write(base_attrs(run, RUNNING, prefix, inputs), {"variables": variables,
+                results.write(base_attrs(run, RUNNING, prefix, inputs), {"variables": variables, **fixed,
                                                                          "state": state_tree(merged.state())})
         if stopping and prefix < n_blocks:
             raise RunInterrupted(f"interrupted ({stop.requested}) after {prefix} of {n_blocks} blocks; the state is "
@@ -135,7 +137,7 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
     maps = merged.finalize()
     attrs = base_attrs(run, COMPLETE, n_blocks, inputs) | {"elapsed_s": elapsed, "processes": world.size,
                                                    "nonfinite_values": nonfinite_summary(maps)}
-    sections = {"variables": variables, "checkpoints": maps}
+    sections = {"variables": variables, **fixed, "checkpoints": maps}
     if config.keep_state:  # float64 sums: to check exactness, or to merge with other runs later
         sections["state"] = state_tree(merged.state())
     results.write(attrs, sections)

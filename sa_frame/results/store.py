@@ -26,7 +26,9 @@ import yaml
 
 from sa_frame.core.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: versions this sa-frame reads: 1 (before region runs: no mode, /images or /regions) and 2
+READABLE_SCHEMAS = (1, 2)
 RUNNING, COMPLETE = "running", "complete"
 # root attributes every results file has, and their types
 REQUIRED_ATTRS: dict[str, type | tuple[type, ...]] = {
@@ -185,8 +187,9 @@ class ResultsFile:
                 raise self._invalid(f"attribute {key!r} is missing")
             if not isinstance(attrs[key], kinds) or isinstance(attrs[key], bool):
                 raise self._invalid(f"attribute {key!r} is {attrs[key]!r}")
-        if attrs["schema_version"] != SCHEMA_VERSION:
-            raise self._invalid(f"schema version {attrs['schema_version']} (this sa-frame reads {SCHEMA_VERSION})")
+        if attrs["schema_version"] not in READABLE_SCHEMAS:
+            raise self._invalid(f"schema version {attrs['schema_version']} (this sa-frame reads "
+                                f"{', '.join(map(str, READABLE_SCHEMAS))})")
         if attrs["status"] not in (RUNNING, COMPLETE) or not 0 <= attrs["blocks_done"] <= attrs["n_blocks"]:
             raise self._invalid(f"status {attrs['status']!r} with {attrs['blocks_done']} of {attrs['n_blocks']} "
                                 f"blocks")

@@ -1,0 +1,286 @@
+"""Region runs (``--regions``): fixed images, one SA variable per region, the class score as
+the output (a virtual ``score`` checkpoint), and optionally real checkpoints.
+
+Every selected image sees the same design rows (one shared design): a row of region values
+is applied to all M images, so the accumulator sees M columns per row (M x activations for
+real checkpoints) and the Sobol or Shapley code is unchanged. Regions are computed once per
+image before the run and stored with the results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sa_frame.core.data import ImageSet
+from sa_frame.core.errors import UsageError, did_you_mean, unknown_name
+from sa_frame.core.estimator import Accumulator
+from sa_frame.core.model import Model
+from sa_frame.core.options import parse_pairs
+from sa_frame.core.problem import Problem
+from sa_frame.core.regions import Perturbation, Segmenter
+from sa_frame.core.registry import lookup
+from sa_frame.engine.capture import Capture
+
+SCORE = "score"
+SCORES = ("logit", "softmax")
+TARGETS = ("true", "predicted", "all")
+VALID_PARTITIONS = ("valid", "val")
+#: images of one segmentation call (scikit-image segmenters work per image inside it)
+SEGMENT_CHUNK = 256
+#: the largest buffer of real-checkpoint outputs one update may hold (rows x images x activations)
+CHECKPOINT_BUFFER_BYTES = 2 * 2**30
+#: images stored as uint8 thumbnails with the results, for the region figure
+PREVIEW_IMAGES = 8
+
+
+def parse_named(value: str, kind: str) -> tuple[Any, Any, str]:
+    """``name`` or ``name:key=value,key=value`` -> (registered plugin, its Options, name)."""
+    name, _, rest = value.partition(":")
+    plugin = lookup(kind, name.strip())
+    pairs = [p for p in rest.split(",") if p.strip()] if rest else []
+    return plugin, plugin.options(parse_pairs(pairs, f"{kind} {name!r}", plugin.Options)), name.strip()
+
+
+def partition_index(source: ImageSet, partition: str | None) -> int:
+    """The partition a region run analyses: the named one, else valid/val, else the last."""
+    names = list(source.partitions)
+    if partition is None:
+        return next((i for i, n in enumerate(names) if n in VALID_PARTITIONS), len(names) - 1)
+    if partition not in names:
+        raise unknown_name("partition", partition, names)
+    return names.index(partition)
+
+
+def select_images(source: ImageSet, images: int | None, per_class: int | None, part: int) -> tuple[Tensor, Tensor]:
+    """(classes, within-class index) of the analysed images: the first `per_class` of every
+    class, or `images` taken round-robin over the classes (class 0 image 0, class 1 image 0,
+    ...), in that order; default 5 per class."""
+    counts = source.counts(part).long()
+    if images is not None and per_class is not None:
+        raise UsageError("give --images N or --per-class K, not both")
+    if per_class is not None or images is None:
+        k = 5 if per_class is None else per_class
+        if k < 1:
+            raise UsageError(f"--per-class must be >= 1, got {k}")
+        take = counts.clamp(max=k)
+        classes = torch.arange(counts.numel()).repeat_interleave(take)
+        index = torch.arange(classes.numel()) - (torch.cumsum(take, 0) - take)[classes]
+        return classes, index
+    total = int(counts.sum())
+    if not 1 <= images <= total:
+        raise UsageError(f"--images must lie in 1..{total} (the partition's images), got {images}")
+    rounds = int(counts.max())
+    classes = torch.arange(counts.numel()).repeat(rounds)
+    index = torch.arange(rounds).repeat_interleave(counts.numel())
+    keep = index < counts[classes]
+    return classes[keep][:images], index[keep][:images]
+
+
+@dataclass
+class RegionSetup:
+    """The fixed images of a region run, their regions and how region values become images."""
+
+    segmenter: Segmenter
+    segmenter_options: Any
+    perturbation: Perturbation
+    perturbation_options: Any
+    classes: Tensor  # (M,) data classes
+    index: Tensor  # (M,) within-class index
+    partition: int
+    images: Tensor  # (M, 3, H, W) in [0, 1], on the run's device
+    labels: Tensor  # (M, H, W) int64 in [0, n_regions), on the run's device
+    n_regions: int
+    score: str
+    target: str
+    #: network output index of each image's class (None: the data's classes are the outputs)
+    true_targets: Tensor
+    names: dict[str, str]  # {"segmenter": "grid:cells=4", "perturbation": "scale"}
+
+    @property
+    def n_images(self) -> int:
+        return int(self.classes.numel())
+
+    def problem(self) -> Problem:
+        """One variable per region, each its own group, named r0..r{L-1}."""
+        variable = self.perturbation.variable(self.perturbation_options)
+        return Problem({f"r{k}": variable for k in range(self.n_regions)})
+
+    def region_table(self) -> dict[str, Tensor]:
+        """/regions: labels, count (distinct regions per image), size (pixels per region), empty."""
+        m, lab = self.n_images, self.labels.flatten(1).cpu()
+        size = torch.zeros(m, self.n_regions, dtype=torch.long).scatter_add_(1, lab, torch.ones_like(lab))
+        table = {"labels": self.labels.cpu().to(torch.int32), "count": (size > 0).sum(1), "size": size,
+                 "empty": (size == 0).to(torch.uint8)}
+        names = self.segmenter.region_names(self.segmenter_options)
+        if names is not None:
+            table["names"] = names[:self.n_regions]  # type: ignore[assignment]
+        return table
+
+
+def setup_regions(config: Any, spec: Model, source: ImageSet, network_classes: list[int] | None,
+                  device: torch.device) -> RegionSetup:
+    """Select, load and segment the images of a region run (UsageError on bad input)."""
+    segmenter, seg_options, _ = parse_named(config.regions, "segmenter")
+    perturbation, pert_options, _ = parse_named(config.perturbation, "perturbation")
+    perturbation.variable(pert_options)  # its options are checked there
+    for flag, value, allowed in (("--score", config.score, SCORES), ("--target", config.target, TARGETS)):
+        if value not in allowed:
+            raise UsageError(f"{flag} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}"
+                             f"{did_you_mean(value, allowed)}")
+    size = tuple(spec.input_size)
+    n_regions = int(segmenter.max_regions(size, seg_options))
+    part = partition_index(source, config.partition)
+    classes, index = select_images(source, config.images, config.per_class, part)
+    partition = torch.full_like(classes, part)
+    images = source.load(classes, index, partition).to(device)
+    masks = None
+    if segmenter.needs_masks:
+        masks = source.masks(classes, index, partition)
+        if masks is None:
+            raise UsageError(f"segmenter {segmenter.name!r} reads the data's masks, and --data {config.data} has "
+                             f"none (the demo has them; a folder has them under <root>/masks/)")
+    chunks = []
+    for start in range(0, images.shape[0], SEGMENT_CHUNK):
+        part_masks = None if masks is None else masks[start:start + SEGMENT_CHUNK]
+        chunks.append(segmenter.segment(images[start:start + SEGMENT_CHUNK], part_masks, seg_options))
+    labels = torch.cat(chunks).long().to(device)
+    if labels.shape != (images.shape[0], *images.shape[-2:]):
+        raise UsageError(f"segmenter {segmenter.name!r} returned labels of shape {tuple(labels.shape)}, not "
+                         f"{(images.shape[0], *images.shape[-2:])}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_regions):
+        raise UsageError(f"segmenter {segmenter.name!r} returned labels outside 0..{n_regions - 1}")
+    true = classes if network_classes is None else torch.as_tensor(network_classes)[classes]
+    return RegionSetup(segmenter, seg_options, perturbation, pert_options, classes, index, part, images, labels,
+                       n_regions, config.score, config.target, true.long(),
+                       {"segmenter": config.regions, "perturbation": config.perturbation})
+
+
+class RegionRunner:
+    """Design rows x fixed images -> perturbed inputs -> scores (and checkpoints) -> accumulator."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.setup: RegionSetup = run.regions
+        self.net: nn.Module = run.net
+        self.checkpoints = [c for c in run.checkpoints if c != SCORE]
+        self.capture = Capture(self.net, self.checkpoints, copy=True) if self.checkpoints else None
+        self._base: dict[str, Tensor] | None = None
+
+    def base(self) -> dict[str, Tensor]:
+        """The unperturbed images' scores: logits (M, C), predicted class, target and its score."""
+        if self._base is None:
+            s = self.setup
+            with torch.no_grad():
+                logits = torch.cat([self.net(self.run.spec.normalize(s.images[i:i + self.run.config.batch_size]))
+                                    for i in range(0, s.n_images, self.run.config.batch_size)])
+            predicted = logits.argmax(1)
+            target = predicted if s.target == "predicted" else s.true_targets.to(logits.device)
+            if s.target != "all" and int(target.max()) >= logits.shape[1]:
+                raise UsageError(f"class index {int(target.max())} is beyond the network's {logits.shape[1]} "
+                                 f"outputs; give --class-map or --target predicted")
+            score = self.score(logits)
+            base = score if s.target == "all" else score.gather(1, target.view(-1, 1)).squeeze(1)
+            self._base = {"predicted": predicted.cpu(), "target": target.cpu(), "base_score": base.cpu()}
+        return self._base
+
+    def score(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=1) if self.setup.score == "softmax" else logits
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-row output shapes: score (M,) or (M, C); real checkpoints (M, *activation)."""
+        s, m = self.setup, self.setup.n_images
+        base = self.base()
+        shapes = {SCORE: (m,) if s.target != "all" else (m, int(base["base_score"].shape[1]))}
+        if self.capture is not None:
+            with torch.no_grad(), self.capture as cap:
+                self.net(self.run.spec.normalize(s.images[:1]))
+            for name, shape in cap.shapes().items():
+                shapes[name] = (m, *shape)
+            rows = self.rows_per_update()
+            need = sum(rows * m * int(torch.tensor(shape[1:]).prod()) * 4 for n, shape in shapes.items() if n != SCORE)
+            if need > CHECKPOINT_BUFFER_BYTES:
+                raise UsageError(f"real checkpoints {self.checkpoints} over {m} images need {need / 2**30:.1f} GiB "
+                                 f"per update of {rows} rows; analyse fewer images (--images / --per-class)")
+        return shapes
+
+    def rows_per_update(self) -> int:
+        unit = self.run.design.unit_rows
+        return max(unit, self.run.config.batch_size // max(1, unit * self.setup.n_images) * unit)
+
+    def forward(self, values: Tensor) -> dict[str, Tensor]:
+        """Outputs of design rows' region `values` (R, L) on every image: {name: (R, M, ...)}."""
+        s, run = self.setup, self.run
+        r_count, m = values.shape[0], s.n_images
+        device = s.images.device
+        values = values.to(device=device)  # float64: the perturbation casts to the images' dtype
+        base = self.base()
+        target = base["target"].to(device)
+        pairs = r_count * m
+        out: dict[str, Tensor] = {}
+        batch = run.config.batch_size
+        for start in range(0, pairs, batch):
+            p = torch.arange(start, min(start + batch, pairs), device=device)
+            row, image = p // m, p % m
+            x = s.perturbation.apply(s.images[image], s.labels[image], values[row], s.perturbation_options)
+            logits = self.net(run.spec.normalize(x))
+            score = self.score(logits)
+            got = {SCORE: score if s.target == "all" else score.gather(1, target[image].view(-1, 1)).squeeze(1)}
+            if self.capture is not None:
+                got.update(self.capture.outputs)
+            for name, y in got.items():
+                if name not in out:
+                    out[name] = y.new_empty((pairs, *y.shape[1:]))
+                out[name][start:start + y.shape[0]] = y
+        return {name: y.view(r_count, m, *y.shape[1:]) for name, y in out.items()}
+
+    def image_scores(self, values: Tensor, progress: Callable[[int], None] = lambda n: None) -> Tensor:
+        """Target scores (M, K) of every image under K region-value configurations of its own,
+        `values` (M, K, L) (masking and sensitivity-n evaluate these)."""
+        s, batch = self.setup, self.run.config.batch_size
+        m, k = values.shape[:2]
+        values = torch.as_tensor(values).to(s.images.device)
+        target = self.base()["target"].to(s.images.device)
+        out = torch.empty(m * k, dtype=torch.float64)
+        with torch.no_grad():
+            for start in range(0, m * k, batch):
+                p = torch.arange(start, min(start + batch, m * k), device=s.images.device)
+                image, config = p // k, p % k
+                x = s.perturbation.apply(s.images[image], s.labels[image], values[image, config],
+                                         s.perturbation_options)
+                score = self.score(self.net(self.run.spec.normalize(x)))
+                out[start:start + p.numel()] = score.gather(1, target[image].view(-1, 1)).squeeze(1).double().cpu()
+                progress(p.numel())
+        return out.view(m, k)
+
+    def process(self, acc: Accumulator, blocks: Iterable[int], on_block_done: Callable[[int], None],
+                progress: Callable[[int], None], forward: Callable[..., dict[str, Tensor]] | None = None) -> None:
+        """Fold design `blocks` into `acc` (the engine's Runner.process contract)."""
+        run = self.run
+        step = self.rows_per_update()
+        hooks = self.capture if self.capture is not None else contextlib.nullcontext()
+        with torch.no_grad(), hooks:
+            for done, k in enumerate(blocks, 1):
+                block = run.design.block(k)
+                values = run.problem.values(block.unit, block.known)
+                for start in range(0, block.n_rows, step):
+                    rows = slice(start, min(start + step, block.n_rows))
+                    outputs = self.forward(values[rows])
+                    acc.update(block, outputs, rows)
+                    outputs.clear()
+                    progress(rows.stop - rows.start)
+                on_block_done(done)
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """/images and /regions of the results file."""
+        s = self.setup
+        preview = (s.images[:PREVIEW_IMAGES].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+        images = {"classes": s.classes, "index": s.index, "partition": torch.full_like(s.classes, s.partition),
+                  **self.base(), "preview": preview}
+        return {"images": images, "regions": s.region_table()}
+
