@@ -145,6 +145,36 @@ def test_hook_register_analyses(plugin, tmp_path):
     assert ResultsFile(out).analysis_attrs("tp-peak")["options"] == {"checkpoint": "pool"}
 
 
+def region_run(tmp_path, *extra):
+    out = tmp_path / "r.h5"
+    code, _, err = cli("run", "--model", "tp-pool", "--data", "tp-colours:red,green", "--estimator", "sobol",
+                       "--no-second-order", "--regions", "tp-halves", "--perturbation", "tp-dim", "--per-class", "3",
+                       "--n", "256", "--quiet", "--out", out, *extra)
+    assert code == 0, err
+    return out
+
+
+def test_hook_register_segmenters(plugin, tmp_path):
+    out = region_run(tmp_path)
+    labels = ResultsFile(out).dataset("regions/labels")
+    assert labels.shape[0] == 6 and set(np.unique(labels[:, :, :labels.shape[2] // 2])) == {0}
+    assert set(np.unique(labels[:, :, labels.shape[2] // 2:])) == {1}
+    assert list(ResultsFile(out).dataset("regions/size")[0]) == [labels[0].size // 2] * 2
+
+
+def test_hook_register_perturbations(plugin, tmp_path):
+    """The pooled logit is linear in v1 + v2 with equal weights: S1 = ST = 1/2 for both halves."""
+    out = region_run(tmp_path)
+    st = ResultsFile(out).dataset("checkpoints/score/ST")
+    s1 = ResultsFile(out).dataset("checkpoints/score/S1")
+    assert st.shape == (2, 6)
+    np.testing.assert_allclose(st, 0.5, atol=0.03)
+    np.testing.assert_allclose(s1, 0.5, atol=0.05)
+    assert ResultsFile(out).attrs()["perturbation"] == "tp-dim"
+    assert [r.provider for r in sa_frame.registry().entries("perturbation").values() if r.name == "tp-dim"] == \
+        ["tp-dist"]
+
+
 def test_hook_register_commands(plugin):
     code, out, err = cli("tp-hello", "--name", "sa")
     assert code == 0 and out.strip() == "hello sa", err

@@ -9,6 +9,8 @@ full contract, so each hook can be exercised end to end through the command line
 - sampler ``tp-rows`` (i.i.d. rows) and estimator ``tp-moment``: the mean of
   output**power over all rows, per activation, with options `power` and `rows_per_block`;
 - analysis ``tp-peak``: the largest moment per checkpoint;
+- segmenter ``tp-halves`` (left and right halves) and perturbation ``tp-dim``
+  (x * (1 - v), v ~ U(0, 0.5)): the pooled score is linear in the two values, equal weights;
 - command ``tp-hello`` and a checkpoint override for ``tp-pool``.
 """
 
@@ -23,6 +25,7 @@ import torch
 import typer
 from torch import Tensor, nn
 
+import sa_frame
 from sa_frame import (
     ACC_DTYPE,
     Accumulator,
@@ -204,6 +207,33 @@ class PeakAnalysis(Analysis):
         return {"peak": np.asarray(float(np.max(moment))), "argmax": np.asarray(int(np.argmax(moment)))}
 
 
+class Halves(sa_frame.Segmenter):
+    name = "tp-halves"
+    description = "left and right halves"
+
+    def max_regions(self, size, options):
+        return 2
+
+    def segment(self, images, masks, options):
+        b, _, h, w = images.shape
+        return (torch.arange(w) >= w // 2).long().expand(b, h, w).clone()
+
+
+class Dim(sa_frame.Perturbation):
+    name = "tp-dim"
+    description = "x * (1 - v) per region, v ~ U(0, 0.5)"
+
+    def variable(self, options):
+        return Uniform(0.0, 0.5)
+
+    def identity(self, options):
+        return 0.0
+
+    def apply(self, images, labels, values, options):
+        factor = 1 - values.to(images.dtype).gather(1, labels.flatten(1)).view(labels.shape[0], 1, *labels.shape[1:])
+        return images * factor
+
+
 class FullContractPlugin:
     @hookimpl
     def register_models(self, register):
@@ -236,6 +266,14 @@ class FullContractPlugin:
     @hookimpl
     def register_analyses(self, register):
         register(PeakAnalysis())
+
+    @hookimpl
+    def register_segmenters(self, register):
+        register(Halves())
+
+    @hookimpl
+    def register_perturbations(self, register):
+        register(Dim())
 
     @hookimpl
     def register_commands(self, app):

@@ -1,0 +1,169 @@
+"""Region runs (``--regions``) against known answers: planted scores, the estimate oracle,
+SALib on identical rows, exact receptive-field zeros, resume and bad input."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import sa_frame
+from tests.cli_runner import cli
+from tests.plugins.known_regions import install, planted
+
+KR = ["--model", "ka-regions", "--data", "ka-flat", "--estimator", "sbsa", "--regions", "grid:rows=1,cols=2",
+      "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _plugins():
+    install()
+
+
+def maps(path) -> dict[str, np.ndarray]:
+    with h5py.File(path) as f:
+        return {k: f["checkpoints/score"][k][()] for k in f["checkpoints/score"]}
+
+
+def test_planted_product_and_sum_give_the_analytic_indices(tmp_path):
+    out = tmp_path / "r.h5"
+    code, _, err = cli("run", *KR, "--per-class", "2", "--n", "1024", "--out", out)
+    assert code == 0, err
+    m = maps(out)
+    with h5py.File(out) as f:
+        assert list(f["images/target"][()]) == [0, 0, 1, 1]  # class a -> product, class b -> sum
+        assert f.attrs["mode"] == "regions" and f.attrs["schema_version"] == 2
+    se = m["ST_conf"] / 1.96
+    product, additive = slice(0, 2), slice(2, 4)
+    assert np.all(np.abs(m["S1"][:, product] - 3 / 7) <= 3 * m["S1_conf"][:, product] / 1.96)
+    assert np.all(np.abs(m["ST"][:, product] - 4 / 7) <= 3 * se[:, product])
+    pir = m["S1"][:, product] / m["ST"][:, product]
+    assert np.allclose(pir, 0.75, atol=0.06)
+    for value, s in ((m["S1"], m["S1_conf"]), (m["ST"], m["ST_conf"])):
+        assert np.all(np.abs(value[:, additive] - np.array([[0.8], [0.2]])) <= 3 * s[:, additive] / 1.96 + 1e-3)
+
+
+def run_maps(tmp_path, **args) -> dict[str, np.ndarray]:
+    """The float64 maps of a region run of the planted model (the file stores float32)."""
+    from sa_frame.engine.config import build_config
+    from sa_frame.engine.run import execute
+
+    base = dict(model="ka-regions", data="ka-flat", estimator="sbsa", regions="grid:rows=1,cols=2", quiet=True,
+                out=str(tmp_path / "m.h5"), force=True)
+    return execute(build_config({}, {**base, **args}))[1]["score"]
+
+
+@pytest.mark.parametrize("per_class", [1, 4])
+def test_one_image_equals_the_estimate_oracle(tmp_path, per_class):
+    m = run_maps(tmp_path, per_class=per_class, n=64, seed=3)
+    problem = sa_frame.Problem({"r0": sa_frame.Uniform(0, 2), "r1": sa_frame.Uniform(0, 2)})
+    oracle = sa_frame.estimate(problem, lambda x: planted(x)[:, :2], "sbsa", n=64, seed=3)
+    targets = [0] * per_class + [1] * per_class
+    for key in ("S1", "ST", "S1_conf", "ST_conf"):
+        np.testing.assert_allclose(m[key], oracle[key][:, targets], rtol=0, atol=1e-12)
+
+
+def test_paper_n_50_equals_salib_on_identical_rows(tmp_path):
+    from SALib.analyze import sobol as salib_sobol
+    from SALib.sample import sobol as salib_sample
+
+    out = tmp_path / "m.h5"
+    m = run_maps(tmp_path, per_class=1, n=50, options={"replicates": 1})
+    problem = {"num_vars": 2, "names": ["r0", "r1"], "bounds": [[0, 2], [0, 2]]}
+    with pytest.warns(UserWarning):
+        x = salib_sample.sample(problem, 50, calc_second_order=False, seed=0)
+    y = planted(torch.from_numpy(x)).numpy()
+    for column, target in enumerate((0, 1)):
+        ref = salib_sobol.analyze(problem, y[:, target], calc_second_order=False, seed=0)
+        np.testing.assert_allclose(m["S1"][:, column], ref["S1"], atol=1e-10)
+        np.testing.assert_allclose(m["ST"][:, column], ref["ST"], atol=1e-10)
+    with h5py.File(out) as f:
+        assert "not a power of two" in f.attrs["intervals"]
+
+
+def test_identity_values_leave_images_bit_exact_and_a_region_changes_only_its_pixels():
+    images = torch.rand(3, 3, 16, 16)
+    grid = sa_frame.lookup("segmenter", "grid")
+    labels = grid.segment(images, None, grid.options({"cells": 4}))
+    for name, opts in (("scale", {}), ("inpaint", {"baseline": "zeros"}), ("inpaint", {"baseline": "mean"}),
+                       ("inpaint", {"baseline": "blur", "sigma": 2.0})):
+        pert = sa_frame.lookup("perturbation", name)
+        options = pert.options(opts)
+        ones = torch.full((3, 16), pert.identity(options), dtype=torch.float64)
+        assert torch.equal(pert.apply(images, labels, ones, options), images), name
+        changed = ones.clone()
+        changed[:, 5] = pert.masked(options)
+        diff = (pert.apply(images, labels, changed, options) != images).any(1)
+        assert torch.equal(diff, labels == 5), name
+
+
+def test_receptive_field_misses_give_exact_zero_indices(tmp_path):
+    """demo-cnn features.2 (conv 3x3 pad 1, ReLU, maxpool 2) on a 4 x 4 grid of 64 px: an output
+    pixel (i, j) sees input rows and columns 2i-1 .. 2i+2; where that misses region k, S1 and ST
+    of region k are exactly 0."""
+    out = tmp_path / "r.h5"
+    code, _, err = cli("run", "--estimator", "sbsa", "--regions", "grid:cells=4", "--images", "2", "--n", "16",
+                       "--checkpoints", "features.2", "--out", out, "--quiet")
+    assert code == 0, err
+    with h5py.File(out) as f:
+        st, s1 = f["checkpoints/features.2/ST"][()], f["checkpoints/features.2/S1"][()]
+    assert st.shape == (16, 2, 16, 32, 32)
+    i = np.arange(32)
+    cover = np.stack([(2 * i + 2 >= 16 * r) & (2 * i - 1 <= 16 * r + 15) for r in range(4)])  # (4 cells, 32)
+    sees = (cover[:, None, :, None] & cover[None, :, None, :]).reshape(16, 32, 32)  # region k = 4 r + c
+    misses = np.broadcast_to(~sees[:, None, None], st.shape)
+    assert np.all(st[misses] == 0.0) and np.all(s1[misses] == 0.0)
+    assert np.mean(st[~misses] > 0) > 0.5
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
+    from sa_frame.engine.config import build_config
+    from sa_frame.engine.run import execute
+
+    whole, part = tmp_path / "whole.h5", tmp_path / "part.h5"
+    args = dict(model="ka-regions", data="ka-flat", estimator="sbsa", regions="grid:rows=1,cols=2", per_class=2,
+                n=256, quiet=True, save_every=1)
+    execute(build_config({}, {**args, "out": str(whole)}))
+    calls = {"n": 0}
+
+    def stop_after_three(total, done):
+        def advance(rows):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGINT)
+        return advance
+
+    with pytest.raises(Exception):
+        execute(build_config({}, {**args, "out": str(part)}), stop_after_three)
+    with h5py.File(part) as f:
+        assert f.attrs["status"] == "running" and 0 < f.attrs["blocks_done"] < f.attrs["n_blocks"]
+        assert f["regions/labels"].shape == (4, 8, 8)
+    execute(build_config({}, {**args, "out": str(part), "resume": True}))
+    a, b = maps(whole), maps(part)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--regions", "gird:cells=4"], "did you mean 'grid'"),
+    (["--regions", "grid:cells=4", "--perturbation", "scael"], "did you mean 'scale'"),
+    (["--regions", "grid:cells=4", "--estimator", "contrast"], "cannot analyse regions"),
+    (["--estimator", "sbsa"], "give --regions"),
+    (["--regions", "grid:cells=100"], "does not fit images of 64 x 64"),
+    (["--regions", "grid:cellz=4"], "unknown options"),
+    (["--regions", "grid", "--score", "prob"], "--score must be logit or softmax, got 'prob'"),
+    (["--regions", "grid", "--target", "predicte"], "did you mean 'predicted'"),
+    (["--regions", "grid", "--images", "1000"], "--images must lie in 1..200"),
+    (["--regions", "grid", "--partition", "tran"], "did you mean 'train'"),
+])
+def test_bad_region_input_is_one_line_and_exit_2(tmp_path, args, message):
+    code, _, err = cli("run", "--estimator", "sbsa", *args, "--out", tmp_path / "x.h5", "--quiet")
+    if "--estimator" in args[2:] or args[:2] == ["--estimator", "sbsa"]:
+        code, _, err = cli("run", *args, "--out", tmp_path / "x.h5", "--quiet")
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.h5").exists()
