@@ -68,6 +68,8 @@ def run(
     score: Annotated[str | None, typer.Option("--score", help="region run: logit (default) or softmax")] = None,
     target: Annotated[str | None, typer.Option("--target", help="region run: the score of the true class "
                                                "(default), the predicted class, or all classes")] = None,
+    design: Annotated[str | None, typer.Option("--design", help="region run: one design shared by all images "
+                                               "(shared, default) or one per image (per-image)")] = None,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
                                              "complete results file")] = False,
 ) -> None:
@@ -88,7 +90,7 @@ def run(
                                  save_every=save_every, quick=quick or None, resume=resume or None,
                                  force=force or None, quiet=quiet or None, keep_state=keep_state or None,
                                  regions=regions, perturbation=perturbation, images=images, per_class=per_class,
-                                 partition=partition, score=score, target=target)
+                                 partition=partition, score=score, target=target, design=design)
     file_values = load_config_file(config) if config else {}
     if list_options:
         from sa_frame.core.registry import lookup

@@ -56,6 +56,8 @@ class RunConfig:
     partition: str | None = None
     score: str = "logit"
     target: str = "true"
+    #: one design for every image (shared) or one per image, seeded by the image (per-image)
+    design: str = "shared"
     #: the estimator's options (its Options dataclass' fields), from -o key=value or YAML
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -21,7 +21,7 @@ from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
 from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import local_device
 from sa_frame.engine.labels import Labels, network_labels
-from sa_frame.engine.regions import SCORE, RegionSetup, setup_regions
+from sa_frame.engine.regions import SCORE, RegionSetup, per_image_design, setup_regions
 
 CLASS, PARTITION = "class", "partition"
 
@@ -122,6 +122,8 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
         raise UsageError(f"estimator {estimator.name!r} has no default size for profile {profile!r}; give --n")
     options = estimator.options({**sizes, **config.options})
     design = estimator.design(problem, n, config.seed, options)
+    if regions is not None and regions.design_sharing == "per-image":
+        design = per_image_design(estimator, problem, n, config.seed, options, regions)
     if regions is not None:  # the score, and real checkpoints only where asked for
         checkpoints = [SCORE, *(c for c in config.checkpoints or [] if c != SCORE)]
     else:

@@ -58,7 +58,7 @@ def region_attrs(run: RunPlan) -> dict[str, Any]:
         return {}
     return {"segmenter": s.segmenter.name, "segmenter_options": options_dict(s.segmenter_options),
             "perturbation": s.perturbation.name, "perturbation_options": options_dict(s.perturbation_options),
-            "score": s.score, "target": s.target, "design_sharing": "shared", "n_regions_max": s.n_regions,
+            "score": s.score, "target": s.target, "design_sharing": s.design_sharing, "n_regions_max": s.n_regions,
             "n_images": s.n_images}
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from sa_frame.core.data import ImageSet
 from sa_frame.core.errors import UsageError, did_you_mean, unknown_name
-from sa_frame.core.estimator import Accumulator
+from sa_frame.core.estimator import Accumulator, Design, DesignBlock
 from sa_frame.core.model import Model
 from sa_frame.core.options import parse_pairs
 from sa_frame.core.problem import Problem
@@ -28,6 +28,7 @@ from sa_frame.core.registry import lookup
 from sa_frame.engine.capture import Capture
 
 SCORE = "score"
+DESIGN_SHARING = ("shared", "per-image")
 SCORES = ("logit", "softmax")
 TARGETS = ("true", "predicted", "all")
 VALID_PARTITIONS = ("valid", "val")
@@ -98,6 +99,7 @@ class RegionSetup:
     n_regions: int
     score: str
     target: str
+    design_sharing: str
     #: network output index of each image's class (None: the data's classes are the outputs)
     true_targets: Tensor
     names: dict[str, str]  # {"segmenter": "grid:cells=4", "perturbation": "scale"}
@@ -129,7 +131,8 @@ def setup_regions(config: Any, spec: Model, source: ImageSet, network_classes: l
     segmenter, seg_options, _ = parse_named(config.regions, "segmenter")
     perturbation, pert_options, _ = parse_named(config.perturbation, "perturbation")
     perturbation.variable(pert_options)  # its options are checked there
-    for flag, value, allowed in (("--score", config.score, SCORES), ("--target", config.target, TARGETS)):
+    for flag, value, allowed in (("--score", config.score, SCORES), ("--target", config.target, TARGETS),
+                                 ("--design", config.design, DESIGN_SHARING)):
         if value not in allowed:
             raise UsageError(f"{flag} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}"
                              f"{did_you_mean(value, allowed)}")
@@ -157,8 +160,70 @@ def setup_regions(config: Any, spec: Model, source: ImageSet, network_classes: l
         raise UsageError(f"segmenter {segmenter.name!r} returned labels outside 0..{n_regions - 1}")
     true = classes if network_classes is None else torch.as_tensor(network_classes)[classes]
     return RegionSetup(segmenter, seg_options, perturbation, pert_options, classes, index, part, images, labels,
-                       n_regions, config.score, config.target, true.long(),
+                       n_regions, config.score, config.target, config.design, true.long(),
                        {"segmenter": config.regions, "perturbation": config.perturbation})
+
+
+def image_seed(seed: int, classes: int, index: int, partition: int) -> int:
+    """The design seed of one image under --design per-image: a function of the run's seed and
+    the image's identity (class, index, partition), not of its position in the selection."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, classes, index, partition]).generate_state(1)[0])
+
+
+class PerImageDesign(Design):
+    """One design per image (seeded by `image_seed`) with the row structure of the first: block k
+    carries every image's unit rows in `info["image_units"]` (M, rows, n_vars). Valid for
+    estimators whose accumulators depend on row positions only (Sobol), which is checked:
+    blocks whose `known` masks or info differ between images are refused."""
+
+    def __init__(self, designs: list[Design]) -> None:
+        self.designs = designs
+        self.base = designs[0]
+        self.name = f"per-image {self.base.name}"
+        self.unit_rows = self.base.unit_rows
+
+    def __getattr__(self, name: str) -> Any:  # the base design's structure (replicates, rows per point, ...)
+        if name in ("base", "designs"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.base.n_blocks
+
+    @property
+    def n_rows(self) -> int:
+        return self.base.n_rows
+
+    def block(self, k: int) -> DesignBlock:
+        blocks = [d.block(k) for d in self.designs]
+        first = blocks[0]
+        for other in blocks[1:]:
+            same_known = (first.known is None and other.known is None) or (
+                first.known is not None and other.known is not None and torch.equal(first.known, other.known))
+            if not same_known or not same_info(first.info, other.info) or other.unit.shape != first.unit.shape:
+                raise UsageError(f"--design per-image needs a design whose row structure does not depend on its "
+                                 f"seed ({self.base.name} does not); use --design shared, or the sobol/sbsa estimator")
+        info = {**first.info, "image_units": torch.stack([b.unit for b in blocks])}
+        return DesignBlock(index=k, unit=first.unit, known=first.known, info=info)
+
+    def config(self) -> dict[str, Any]:
+        return {**self.base.config(), "design_sharing": "per-image", "images": len(self.designs)}
+
+
+def same_info(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two blocks' info dicts are equal (arrays compared by value)."""
+    import numpy as np
+
+    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+def per_image_design(estimator: Any, problem: Problem, n: int, seed: int, options: Any,
+                     setup: RegionSetup) -> PerImageDesign:
+    seeds = [image_seed(seed, int(c), int(i), setup.partition) for c, i in zip(setup.classes, setup.index)]
+    return PerImageDesign([estimator.design(problem, n, s, options) for s in seeds])
 
 
 class RegionRunner:
@@ -214,7 +279,8 @@ class RegionRunner:
         return max(unit, self.run.config.batch_size // max(1, unit * self.setup.n_images) * unit)
 
     def forward(self, values: Tensor) -> dict[str, Tensor]:
-        """Outputs of design rows' region `values` (R, L) on every image: {name: (R, M, ...)}."""
+        """Outputs of design rows' region `values` on every image: {name: (R, M, ...)}; `values`
+        (R, L) are shared by the images, (R, M, L) are per image (--design per-image)."""
         s, run = self.setup, self.run
         r_count, m = values.shape[0], s.n_images
         device = s.images.device
@@ -227,7 +293,8 @@ class RegionRunner:
         for start in range(0, pairs, batch):
             p = torch.arange(start, min(start + batch, pairs), device=device)
             row, image = p // m, p % m
-            x = s.perturbation.apply(s.images[image], s.labels[image], values[row], s.perturbation_options)
+            rows = values[row] if values.dim() == 2 else values[row, image]
+            x = s.perturbation.apply(s.images[image], s.labels[image], rows, s.perturbation_options)
             logits = self.net(run.spec.normalize(x))
             score = self.score(logits)
             got = {SCORE: score if s.target == "all" else score.gather(1, target[image].view(-1, 1)).squeeze(1)}
@@ -267,7 +334,7 @@ class RegionRunner:
         with torch.no_grad(), hooks:
             for done, k in enumerate(blocks, 1):
                 block = run.design.block(k)
-                values = run.problem.values(block.unit, block.known)
+                values = self.values(block)
                 for start in range(0, block.n_rows, step):
                     rows = slice(start, min(start + step, block.n_rows))
                     outputs = self.forward(values[rows])
@@ -275,6 +342,15 @@ class RegionRunner:
                     outputs.clear()
                     progress(rows.stop - rows.start)
                 on_block_done(done)
+
+    def values(self, block: DesignBlock) -> Tensor:
+        """Region values of a block: (rows, L), or (rows, M, L) for per-image designs."""
+        units = block.info.get("image_units")
+        if units is None:
+            return self.run.problem.values(block.unit, block.known)
+        m, rows, n_vars = units.shape
+        known = None if block.known is None else block.known.repeat(m, 1)
+        return self.run.problem.values(units.reshape(m * rows, n_vars), known).view(m, rows, -1).transpose(0, 1)
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """/images and /regions of the results file."""

@@ -18,13 +18,29 @@ def is_region_run(results: ResultsFile) -> bool:
     return results.attrs().get("mode", "augmentations") == "regions"
 
 
+def importance(results: ResultsFile) -> tuple[str, np.ndarray]:
+    """(map name, (L, M) values) ranking the regions: ST for Sobol runs, else the estimator's
+    first summary map as tables show it (e.g. Shapley shares); classes averaged (--target all)."""
+    from sa_frame.results.report import estimator_of, shown
+
+    maps = results.checkpoint_maps()["score"]
+    if "ST" in maps:
+        key, values = "ST", np.asarray(maps["ST"], float)
+    else:
+        estimator = estimator_of(results)
+        key = estimator.summary[0]
+        values = np.asarray(shown(maps, key, estimator), float)
+    return key, values.mean(-1) if values.ndim > 2 else values
+
+
 def region_summary(results: ResultsFile) -> dict[str, Any]:
     """Counts and means of a complete region run: images, regions per image, sum S1 / ST per
     image, PIR (mean, share > 1), images with a constant score, top regions of the first images."""
     attrs, maps, regions = results.attrs(), results.checkpoint_maps()["score"], results.read("regions")
-    s1, st = np.asarray(maps["S1"], float), np.asarray(maps["ST"], float)
-    if st.ndim > 2:  # --target all: every class, averaged for the summary
-        s1, st = s1.mean(-1), st.mean(-1)
+    key, st = importance(results)
+    s1 = np.asarray(maps["S1"], float) if "S1" in maps else np.full_like(st, np.nan)
+    if s1.ndim > 2:
+        s1 = s1.mean(-1)
     empty = np.asarray(regions["empty"]).astype(bool).T
     defined = (st > TINY_ST) & ~empty
     pir = np.where(defined, s1 / np.where(defined, st, 1.0), np.nan)
@@ -36,7 +52,7 @@ def region_summary(results: ResultsFile) -> dict[str, Any]:
             "pir_mean": float(np.nanmean(pir)) if defined.any() else float("nan"),
             "pir_gt1": float(np.mean(pir[defined] > 1)) if defined.any() else float("nan"),
             "constant": int(np.asarray(maps["zero_variance"]).astype(bool).reshape(st.shape[1], -1).all(1).sum()),
-            "top": order[:3].T, "st": st, "segmenter": attrs.get("segmenter"), "score": attrs.get("score"),
+            "top": order[:3].T, "st": st, "key": key, "segmenter": attrs.get("segmenter"), "score": attrs.get("score"),
             "target": attrs.get("target"), "perturbation": attrs.get("perturbation"),
             "names": [str(n) for n in regions["names"]] if "names" in regions else None}
 
@@ -48,16 +64,19 @@ def print_region_summary(console: Any, results: ResultsFile, first: int = 5) -> 
     table = Table(title=f"regions: {s['segmenter']}, {s['perturbation']}, {s['score']} of the {s['target']} class",
                   show_header=False)
     lo, median, hi = s["count"]
-    for key, value in [("images", s["images"]), ("region variables", s["regions"]),
-                       ("regions per image (min / median / max)", f"{lo} / {median:g} / {hi}"),
-                       ("mean sum S1 per image", f"{s['sum_s1']:.3f}"),
-                       ("mean sum ST per image", f"{s['sum_st']:.3f} (above sum S1: interactions)"),
-                       ("mean PIR = S1 / ST", f"{s['pir_mean']:.3f}"), ("PIR > 1", f"{s['pir_gt1']:.1%}"),
-                       ("images with a constant score", s["constant"])]:
+    rows = [("images", s["images"]), ("region variables", s["regions"]),
+            ("regions per image (min / median / max)", f"{lo} / {median:g} / {hi}")]
+    if s["key"] == "ST":
+        rows += [("mean sum S1 per image", f"{s['sum_s1']:.3f}"),
+                 ("mean sum ST per image", f"{s['sum_st']:.3f} (above sum S1: interactions)"),
+                 ("mean PIR = S1 / ST", f"{s['pir_mean']:.3f}"), ("PIR > 1", f"{s['pir_gt1']:.1%}")]
+    else:
+        rows += [(f"mean sum {s['key']} per image", f"{s['sum_st']:.3f}")]
+    for key, value in [*rows, ("images with a constant score", s["constant"])]:
         table.add_row(key, str(value))
     console.print(table)
-    top = Table(title=f"top regions by ST (first {min(first, s['images'])} images)")
-    for column in ("image", "regions (ST)"):
+    top = Table(title=f"top regions by {s['key']} (first {min(first, s['images'])} images)")
+    for column in ("image", f"regions ({s['key']})"):
         top.add_column(column)
     names = s["names"] or [f"r{k}" for k in range(s["regions"])]
     for i in range(min(first, s["images"])):
@@ -75,9 +94,7 @@ def region_figure(results: ResultsFile, out: Path) -> Path:
     from sa_frame.results.report import save_figure
 
     images, regions = results.read("images"), results.read("regions")
-    st = np.asarray(results.checkpoint_maps()["score"]["ST"], float)
-    if st.ndim > 2:
-        st = st.mean(-1)
+    key, st = importance(results)
     preview = np.asarray(images["preview"])
     labels = np.asarray(regions["labels"])[:len(preview)]
     k = len(preview)
@@ -98,7 +115,7 @@ def region_figure(results: ResultsFile, out: Path) -> Path:
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[1, 0].set_ylabel("ST per region", fontsize=8)
+    axes[1, 0].set_ylabel(f"{key} per region", fontsize=8)
     fig.colorbar(shown, ax=axes[1, :].tolist(), fraction=0.02)
     attrs = results.attrs()
     fig.suptitle(f"{attrs['model']} - {attrs['estimator']} - {attrs.get('segmenter')} - {results.path.name}",

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import sa_frame
+from sa_frame import ResultsFile
 from tests.cli_runner import cli
 from tests.plugins.known_regions import install, planted
 
@@ -167,3 +168,105 @@ def test_bad_region_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert code == 2, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_per_image_designs_equal_the_oracle_with_each_images_seed(tmp_path):
+    from sa_frame.engine.regions import image_seed
+
+    m = run_maps(tmp_path, per_class=2, n=64, seed=5, design="per-image")
+    problem = sa_frame.Problem({"r0": sa_frame.Uniform(0, 2), "r1": sa_frame.Uniform(0, 2)})
+    # images: class a index 0, 1 (target 0), class b index 0, 1 (target 1); partition 0
+    for column, (c, i) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        oracle = sa_frame.estimate(problem, lambda x: planted(x)[:, [c]], "sbsa", n=64, seed=image_seed(5, c, i, 0))
+        for key in ("S1", "ST"):
+            np.testing.assert_allclose(m[key][:, column], oracle[key][:, 0], rtol=0, atol=1e-12)
+    shared = run_maps(tmp_path, per_class=2, n=64, seed=5)
+    assert not np.allclose(shared["ST"][:, 0], m["ST"][:, 0])  # the images' designs differ
+
+
+def test_region_shapley_effects_of_the_planted_scores(tmp_path):
+    out = tmp_path / "sh.h5"
+    code, _, err = cli("run", *[a if a != "sbsa" else "shapley" for a in KR], "--per-class", "1", "--n", "512",
+                       "--out", out)
+    assert code == 0, err
+    with h5py.File(out) as f:
+        phi, se = f["checkpoints/score/shapley"][()], f["checkpoints/score/shapley_se"][()]
+    # the product: equal shares 1/2; the sum 2 a1 + a2: shares 4/5 and 1/5
+    expected = np.array([[0.5, 0.8], [0.5, 0.2]])
+    assert np.all(np.abs(phi - expected) <= 4 * se + 1e-9)
+
+
+def write_folder_with_masks(root, skip=None):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (root / "valid" / cls).mkdir(parents=True)
+        (root / "masks" / "valid" / cls).mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(root / "valid" / cls / f"{k}.jpg")
+            mask = np.zeros((80, 96), dtype=np.uint8)
+            mask[10:50, 20:60] = 1 + k  # object 1 or 2
+            if (cls, k) != skip:
+                Image.fromarray(mask).save(root / "masks" / "valid" / cls / f"{k}.png")
+
+
+def test_masks_segmenter_reads_the_folders_masks_tree(tmp_path):
+    import torchvision.transforms.v2.functional as F
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    write_folder_with_masks(tmp_path / "data")
+    out = tmp_path / "m.h5"
+    code, _, err = cli("run", "--data", tmp_path / "data", "--estimator", "sbsa", "--regions", "masks:max_regions=3",
+                       "--per-class", "2", "--n", "8", "--quiet", "--out", out)
+    assert code == 0, err
+    with h5py.File(out) as f:
+        labels, empty = f["regions/labels"][()], f["regions/empty"][()]
+        st = f["checkpoints/score/ST"][()]
+    mask = torch.from_numpy(np.array(Image.open(tmp_path / "data/masks/valid/cat/1.png")))[None]
+    expected = F.center_crop(F.resize(mask, [round(64 / 0.875)], interpolation=InterpolationMode.NEAREST), [64, 64])
+    np.testing.assert_array_equal(labels[1], expected[0].numpy())
+    assert empty.tolist() == [[0, 0, 1], [0, 1, 0]] * 2  # image k has the background and object 1 + k
+    assert np.all(st[empty.T.astype(bool)] == 0.0)  # an empty region is a dummy variable: exactly 0
+
+
+def test_a_missing_mask_file_is_one_line(tmp_path):
+    write_folder_with_masks(tmp_path / "data", skip=("dog", 1))
+    code, _, err = cli("run", "--data", tmp_path / "data", "--estimator", "sbsa", "--regions", "masks:max_regions=3",
+                       "--per-class", "2", "--n", "8", "--quiet", "--out", tmp_path / "m.h5")
+    assert code == 2 and "mask file not found" in err and "dog/1.png" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("run", "--data", tmp_path / "data" / "valid", "--estimator", "sbsa", "--regions",
+                       "demo-foreground", "--n", "8", "--quiet", "--out", tmp_path / "m.h5")
+    assert code == 2 and "has none" in err
+
+
+def test_two_gloo_processes_equal_one_region_run(tmp_path):
+    """A region run under torchrun (2 CPU processes) equals the single-process run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    single, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    args = [*KR, "--per-class", "2", "--size", "256", "--keep-state"]
+    assert cli("run", *args, "--out", single)[0] == 0
+    env = {**os.environ, "SA_FRAME_LOAD_PLUGINS": "", "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               "-m", "tests.plugins.known_regions", "run", *args, "--out", str(two)]
+    for _attempt in range(2):  # an intermittent native gloo abort (see tests/engine/test_distributed.py): one retry
+        proc = subprocess.run(command, env=env, cwd=root, capture_output=True, timeout=300)
+        if proc.returncode == 0 or b"(SIGABRT)" not in proc.stderr:
+            break
+        two.unlink(missing_ok=True)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    with h5py.File(two) as f:
+        assert f.attrs["processes"] == 2
+    a, b = ResultsFile(single).state(), ResultsFile(two).state()
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(b[key].double().numpy(), a[key].double().numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=key)
+    for key, value in maps(single).items():
+        np.testing.assert_array_equal(maps(two)[key], value, err_msg=key)

@@ -10,6 +10,8 @@ from torch import Tensor
 from sa_frame import DataSource, ImageSet, InputFormat, UsageError, prepare_image, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+#: masks beside the images: <root>/masks/<partition folder>/<class>/<stem>.png (or <root>/masks/<class>/...)
+MASKS_DIR = "masks"
 PARTITION_DIRS = {"train": ("train",), "valid": ("valid", "val")}
 
 
@@ -32,10 +34,11 @@ class FolderSet(ImageSet):
                     break
         roots = found if found else {"all": root}
         self.partitions = list(roots)
+        self.roots = roots
         self.files: list[list[list[Path]]] = []
         class_sets = []
         for folder in roots.values():
-            classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+            classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not (found == {} and d.name == MASKS_DIR))
             class_sets.append(classes)
             self.files.append([sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
                                for c in classes])
@@ -73,6 +76,39 @@ class FolderSet(ImageSet):
         # one file per image: reading is I/O, decoded images are cached (rows share images)
         return torch.stack([self._load_one(int(p), int(c), int(i))
                             for c, i, p in zip(classes.tolist(), index.tolist(), partition.tolist())])
+
+    def mask_path(self, partition: int, cls: int, index: int) -> Path:
+        image = self.files[partition][cls][index]
+        folder = self.roots[self.partitions[partition]]
+        base = self.root / MASKS_DIR / (folder.name if folder != self.root else "")
+        return base / image.relative_to(folder).with_suffix(".png")
+
+    def masks(self, classes: Tensor, index: Tensor, partition: Tensor) -> Tensor | None:
+        """Integer masks from <root>/masks/...: 8-bit PNGs whose pixel values are region labels,
+        resized (nearest) and centre-cropped exactly as the images are. None without a masks/ folder."""
+        if not (self.root / MASKS_DIR).is_dir():
+            return None
+        return torch.stack([self._read_mask(int(p), int(c), int(i))
+                            for c, i, p in zip(classes.tolist(), index.tolist(), partition.tolist())])
+
+    def _read_mask(self, partition: int, cls: int, index: int) -> Tensor:
+        import numpy as np
+        import torchvision.transforms.v2.functional as F
+        from PIL import Image
+        from torchvision.transforms import InterpolationMode
+
+        path = self.mask_path(partition, cls, index)
+        if not path.is_file():
+            raise UsageError(f"mask file not found: {path} (every image needs one under {self.root / MASKS_DIR}, "
+                             f"same relative path, .png)")
+        try:
+            with Image.open(path) as pil:
+                mask = torch.from_numpy(np.asarray(pil.convert("L") if pil.mode not in ("L", "P") else pil).copy())
+        except OSError as exc:
+            raise UsageError(f"cannot read mask {path}: {exc}") from None
+        h, w = self.fmt.size
+        mask = F.resize(mask[None], [round(min(h, w) / self.fmt.crop_pct)], interpolation=InterpolationMode.NEAREST)
+        return F.center_crop(mask, [h, w])[0].to(torch.uint8)
 
 
 
