@@ -1,7 +1,8 @@
 """Region runs (SBSA), measured in one run (no timed tests; see docs/performance.md).
 
-T1. `sa-frame run --estimator sbsa` wall time against bare forwards of the same perturbed
-    rows at the same batch (demo-cnn, 4x4 grid, n = 64, 10 images: 11,520 forwards).
+T1. `sa-frame run --estimator sbsa` wall time (plan, segmentation, forwards, accumulation,
+    writing; after a small warm-up run) against bare forwards of the same perturbed rows at
+    the same batch (demo-cnn, 4x4 grid, n = 64, 10 images: 11,520 forwards).
 T2. The index stage for 1,000 images analysed together (`sobol_from_outputs`, one call)
     against a per-image loop of SALib's `sobol.analyze` (d = 16, N = 64, first/total).
 T3. Segmentation (SLIC, 16 segments, 64 px) as a share of the T1 run's wall time, scaled
@@ -34,6 +35,9 @@ def t1_run_vs_forwards(n: int, images: int, batch: int) -> dict:
     from sa_frame.engine.run import execute
 
     with tempfile.TemporaryDirectory() as tmp:
+        # warm-up: the one-time costs of a process (the Sobol kernel's JIT compilation, allocator growth)
+        execute(build_config({}, dict(estimator="sbsa", regions="grid:cells=4", images=2, n=16, batch_size=batch,
+                                      quiet=True, out=str(Path(tmp) / "warm.h5"))))
         config = build_config({}, dict(estimator="sbsa", regions="grid:cells=4", images=images, n=n, batch_size=batch,
                                        quiet=True, out=str(Path(tmp) / "r.h5")))
         started = time.perf_counter()
