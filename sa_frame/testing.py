@@ -23,6 +23,7 @@ from sa_frame.core.data import DataSource, InputFormat
 from sa_frame.core.estimator import Estimator
 from sa_frame.core.model import Model
 from sa_frame.core.problem import Problem
+from sa_frame.core.regions import Perturbation, Segmenter
 from sa_frame.core.variables import SpikeAndSlab, Switch, Uniform
 from sa_frame.engine.capture import resolve_modules
 
@@ -57,6 +58,60 @@ def check_augmentation(aug: Augmentation, size: int = 32, batch: int = 4, device
         alone = aug(images[i:i + 1], {k: v[i:i + 1] for k, v in params.items()})
         assert torch.allclose(alone[0], out[i], atol=atol), \
             f"{where}: image {i} of a batch differs from the same image augmented alone"
+
+
+def check_segmenter(segmenter: Segmenter, options: Mapping[str, Any] | None = None, size: int = 32,
+                    batch: int = 3) -> None:
+    """Labels are (B, H, W) int64 in [0, max_regions), the same for the same images, and image
+    i's labels do not depend on the other images of the batch. Segmenters that read masks get
+    masks of two halves."""
+    where = f"segmenter {segmenter.name!r}"
+    assert isinstance(segmenter.name, str) and segmenter.name, f"{where}: needs a non-empty string name"
+    opts = segmenter.options(options or {})
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    masks = (torch.arange(size) >= size // 2).to(torch.uint8).expand(batch, size, size).clone() \
+        if segmenter.needs_masks else None
+    limit = segmenter.max_regions((size, size), opts)
+    labels = segmenter.segment(images, masks, opts)
+    assert labels.shape == (batch, size, size), f"{where}: labels shaped {tuple(labels.shape)}, not {(batch, size, size)}"
+    assert labels.dtype == torch.int64, f"{where}: labels are {labels.dtype}, not torch.int64"
+    assert int(labels.min()) >= 0 and int(labels.max()) < limit, f"{where}: labels outside 0..{limit - 1}"
+    assert torch.equal(segmenter.segment(images, masks, opts), labels), f"{where}: the same images give other labels"
+    alone = segmenter.segment(images[-1:], None if masks is None else masks[-1:], opts)
+    assert torch.equal(alone[0], labels[-1]), f"{where}: an image's labels depend on the rest of the batch"
+
+
+def check_perturbation(perturbation: Perturbation, options: Mapping[str, Any] | None = None, size: int = 16,
+                       batch: int = 3) -> None:
+    """Identity values give the images back bit for bit; shape, dtype and the [0, 1] range are
+    kept; changing one region's value changes only that region's pixels; image i depends only
+    on image i and its own values."""
+    where = f"perturbation {perturbation.name!r}"
+    assert isinstance(perturbation.name, str) and perturbation.name, f"{where}: needs a non-empty string name"
+    opts = perturbation.options(options or {})
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, size, size, generator=generator) * 0.98 + 0.01  # no exact 0: every pixel can change
+    cells = 4
+    labels = ((torch.arange(size) * 2 // size)[:, None] * 2 + torch.arange(size) * 2 // size).expand(batch, -1, -1)
+    variable = perturbation.variable(opts)
+    identity = float(perturbation.identity(opts))
+    low, high = variable.bounds
+    assert low <= identity <= high and low <= perturbation.masked(opts) <= high, \
+        f"{where}: identity or masked value outside the variable's range [{low:g}, {high:g}]"
+    ones = torch.full((batch, cells), identity, dtype=torch.float64)
+    assert torch.equal(perturbation.apply(images, labels, ones, opts), images), \
+        f"{where}: identity values change the images"
+    values = variable.from_unit(torch.rand(batch, cells, generator=generator, dtype=torch.float64))
+    out = perturbation.apply(images, labels, values, opts)
+    assert out.shape == images.shape and out.dtype == images.dtype, \
+        f"{where}: output {tuple(out.shape)} {out.dtype}, input {tuple(images.shape)} {images.dtype}"
+    assert bool(((out >= 0) & (out <= 1)).all()), f"{where}: values outside [0, 1]"
+    one = ones.clone()
+    one[:, 1] = perturbation.masked(opts)
+    changed = (perturbation.apply(images, labels, one, opts) != images).any(1)
+    assert not bool(changed[labels != 1].any()), f"{where}: changing region 1 changed pixels of other regions"
+    alone = perturbation.apply(images[-1:], labels[-1:], values[-1:], opts)
+    assert torch.allclose(alone[0], out[-1]), f"{where}: an image differs from the same image perturbed alone"
 
 
 def check_model(model: Model, weights: str = "random", batch: int = 2) -> None:

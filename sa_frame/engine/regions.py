@@ -158,6 +158,7 @@ def setup_regions(config: Any, spec: Model, source: ImageSet, network_classes: l
                          f"{(images.shape[0], *images.shape[-2:])}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_regions):
         raise UsageError(f"segmenter {segmenter.name!r} returned labels outside 0..{n_regions - 1}")
+    check_identity(perturbation, pert_options, images[:2], labels[:2], n_regions)
     true = classes if network_classes is None else torch.as_tensor(network_classes)[classes]
     return RegionSetup(segmenter, seg_options, perturbation, pert_options, classes, index, part, images, labels,
                        n_regions, config.score, config.target, config.design, true.long(),
@@ -170,6 +171,19 @@ def image_seed(seed: int, classes: int, index: int, partition: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([seed, classes, index, partition]).generate_state(1)[0])
+
+
+def check_identity(perturbation: Perturbation, options: Any, images: Tensor, labels: Tensor, n_regions: int) -> None:
+    """The perturbation at its identity value gives the images back, in their shape (one line if not)."""
+    ones = torch.full((images.shape[0], n_regions), float(perturbation.identity(options)), dtype=torch.float64)
+    out = perturbation.apply(images, labels, ones, options)
+    if out.shape != images.shape:
+        raise UsageError(f"perturbation {perturbation.name!r} returned images shaped {tuple(out.shape)} for "
+                         f"{tuple(images.shape)}")
+    if not torch.equal(out, images):
+        raise UsageError(f"perturbation {perturbation.name!r}: its identity value "
+                         f"{perturbation.identity(options):g} changes the images (it must leave them exactly "
+                         f"unchanged; see sa_frame.testing.check_perturbation)")
 
 
 class PerImageDesign(Design):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 import sa_frame
-from sa_frame.testing import check_augmentation, check_data_source, check_estimator, check_model
+from sa_frame.testing import (
+    check_augmentation,
+    check_data_source,
+    check_estimator,
+    check_model,
+    check_perturbation,
+    check_segmenter,
+)
 
 AUGMENTATIONS = sorted(sa_frame.registered("augmentation"))
 ESTIMATORS = sorted(sa_frame.registered("estimator"))
@@ -14,6 +21,41 @@ ESTIMATORS = sorted(sa_frame.registered("estimator"))
 @pytest.mark.parametrize("name", AUGMENTATIONS)
 def test_builtin_augmentation_keeps_the_contract(name):
     check_augmentation(sa_frame.lookup("augmentation", name))
+
+
+@pytest.mark.parametrize("name", sorted(sa_frame.registered("segmenter")))
+def test_builtin_segmenter_keeps_the_contract(name):
+    if name in ("slic", "felzenszwalb", "quickshift", "watershed"):
+        pytest.importorskip("skimage")
+    check_segmenter(sa_frame.lookup("segmenter", name))
+
+
+@pytest.mark.parametrize("name, options", [("scale", None), ("scale", {"low": 0.5, "high": 1.5}),
+                                           ("inpaint", {"baseline": "zeros"}), ("inpaint", {"baseline": "mean"}),
+                                           ("inpaint", {"baseline": "blur", "sigma": 2.0})])
+def test_builtin_perturbation_keeps_the_contract(name, options):
+    check_perturbation(sa_frame.lookup("perturbation", name), options)
+
+
+def test_checks_catch_a_perturbation_that_leaks_across_regions():
+    import torch
+
+    class Leaky(sa_frame.Perturbation):
+        name = "leaky"
+
+        def variable(self, options):
+            return sa_frame.Uniform(0.0, 2.0)
+
+        def identity(self, options):
+            return 1.0
+
+        def apply(self, images, labels, values, options):
+            return (images * values.to(images.dtype).mean(1).view(-1, 1, 1, 1)).clamp(0, 1)
+
+    with pytest.raises(AssertionError, match="changed pixels of other regions"):
+        check_perturbation(Leaky())
+    assert torch.is_tensor(Leaky().apply(torch.rand(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long),
+                                         torch.ones(1, 1), None))
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
