@@ -57,7 +57,8 @@ class Rebuilt:
 
     @property
     def augmentations(self) -> list[Augmentation]:
-        return list(self.plan.chain.augmentations)
+        """The run's augmentations (none in a region run)."""
+        return [] if self.plan.chain is None else list(self.plan.chain.augmentations)
 
     @property
     def postprocess(self) -> str:
@@ -73,6 +74,8 @@ class Rebuilt:
     @cached_property
     def runner(self) -> Runner:
         """Prepares the run's inputs for design rows and folds blocks into accumulators."""
+        if self.plan.regions is not None:
+            raise UsageError("this is a region run (--regions): it has no augmentation runner; use region_runner")
         return Runner(self.plan)
 
     def evaluation_images(self, per_class: int, partition: str | None = None) -> tuple[Tensor, Tensor, Tensor]:

@@ -36,6 +36,14 @@ def complete_results(path: str) -> ResultsFile:
     return results
 
 
+def require_augmentation_run(results: ResultsFile, analysis: str) -> None:
+    """UsageError when `results` is a region run (--regions): analyses of augmentation variables
+    (masking, accuracy, segments, ...) have nothing to read there."""
+    if results.attrs().get("mode", "augmentations") != "augmentations":
+        raise UsageError(f"analysis {analysis!r} reads augmentation runs; {results.path} is a region run (--regions): "
+                         f"its analyses are pir, region-masking, sensitivity-n, region-groups")
+
+
 def analysis_maps(results: ResultsFile) -> dict[str, tuple[str, str]]:
     """{value type: (stored map, transform)} that the file's estimator declares."""
     return dict(lookup("estimator", results.attrs()["estimator"]).analysis_maps)

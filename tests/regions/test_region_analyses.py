@@ -109,11 +109,15 @@ def test_region_groups_need_named_regions_and_work_on_the_demo(linear_run, tmp_p
     np.testing.assert_allclose(res["object_share"], (labels > 0).mean((1, 2)))
 
 
-def test_analyses_refuse_augmentation_runs(tmp_path):
+def test_analyses_refuse_the_other_kind_of_run(tmp_path, linear_run):
     out = tmp_path / "aug.h5"
     assert cli("run", "--quick", "--n", "16", "--quiet", "--out", out)[0] == 0
-    code, _, err = cli("analyze", out, "pir")
-    assert code == 2 and "reads region runs" in err
+    for name in ("pir", "region-masking", "sensitivity-n", "region-groups"):
+        code, _, err = cli("analyze", out, name)
+        assert code == 2 and "reads region runs" in err, (name, err)
+    for name in ("masking", "accuracy", "single-class", "lda", "segments", "clustering"):
+        code, _, err = cli("analyze", linear_run, name)
+        assert code == 2 and "reads augmentation runs" in err and "Traceback" not in err, (name, err)
 
 
 def test_captum_baselines_equal_the_linear_attributions(linear_run):

@@ -270,3 +270,16 @@ def test_two_gloo_processes_equal_one_region_run(tmp_path):
                                    err_msg=key)
     for key, value in maps(single).items():
         np.testing.assert_array_equal(maps(two)[key], value, err_msg=key)
+
+
+def test_target_all_gives_every_class_and_predicted_the_argmax(tmp_path):
+    m = run_maps(tmp_path, per_class=1, n=256, target="all")
+    assert m["ST"].shape == (2, 2, 3)  # (regions, images, classes)
+    np.testing.assert_allclose(m["ST"][:, 0, 0], m["ST"][:, 1, 0])  # the images are identical
+    assert abs(m["ST"][0, 0, 2] - 1) < 0.02 and abs(m["ST"][1, 0, 2]) < 0.02  # class 2 scores a1 alone
+    with h5py.File(tmp_path / "m.h5") as f:
+        base = f["images/base_score"][()]
+    np.testing.assert_allclose(base, [[1, 3, 1], [1, 3, 1]])  # alpha = 1: a1 a2, 2 a1 + a2, a1
+    run_maps(tmp_path, per_class=1, n=16, target="predicted")
+    with h5py.File(tmp_path / "m.h5") as f:
+        assert list(f["images/target"][()]) == [1, 1] == list(f["images/predicted"][()])

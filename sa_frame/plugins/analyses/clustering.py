@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 from scipy.cluster import hierarchy
 
-from sa_frame import Analysis, Progress, ResultsFile, UsageError, no_progress, option
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
 from sa_frame.plugins.analyses._display import pyplot, save
 
 
@@ -61,6 +61,7 @@ class ClusteringAnalysis(Analysis):
     Options = ClusteringOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        maps.require_augmentation_run(results, self.name)
         results.analysis_attrs("masking")  # a clear error when masking was not run
         masking = results.read("analyses")["masking"]
         inputs = [str(k) for k in masking["inputs"]]

@@ -74,6 +74,7 @@ class LdaAnalysis(Analysis):
     Options = LdaOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        maps.require_augmentation_run(results, self.name)
         if options.n_splits < 2 or options.n_repeats < 1:
             raise UsageError("lda needs n_splits >= 2 and n_repeats >= 1")
         value = maps.check_value(results, options.value)

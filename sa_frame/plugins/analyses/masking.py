@@ -103,6 +103,7 @@ class AccuracyAnalysis(Analysis):
         return replay, store, accuracies(store.parts()), n_images, elapsed
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        maps.require_augmentation_run(results, self.name)
         replay, store, acc, n_images, elapsed = self.predict(results, options, progress, {}, [], "", [])
         keys = [ORIGINAL] + [a.name for a in replay.augmentations]
         return {"inputs": np.array(keys), "top1": np.array([acc[k][0, 0] for k in keys]),
@@ -129,6 +130,7 @@ class MaskingAnalysis(AccuracyAnalysis):
     Options = MaskingOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        maps.require_augmentation_run(results, self.name)
         value = maps.check_value(results, options.value)
         checkpoints = maps.check_checkpoints(results, options.checkpoints, conv_only=True)
         variables = maps.map_rows(results)

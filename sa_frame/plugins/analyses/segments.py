@@ -168,6 +168,7 @@ class SegmentsAnalysis(Analysis):
     Options = SegmentsOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        maps.require_augmentation_run(results, self.name)
         if options.units < 1:
             raise UsageError(f"segments option units must be at least 1, got {options.units}")
         for c in options.channels:

@@ -47,6 +47,7 @@ class SingleClassAnalysis(Analysis):
     Options = SingleClassOptions
 
     def run(self, results: ResultsFile, options: Any, progress: Progress = no_progress) -> dict[str, Any]:
+        maps.require_augmentation_run(results, self.name)
         if options.k < 1 or options.top < 1:
             raise UsageError("single-class options k and top must be at least 1")
         value = maps.check_value(results, options.value)
