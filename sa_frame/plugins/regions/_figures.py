@@ -29,12 +29,15 @@ def pir_figure(outputs: Mapping[str, Any], out: Path) -> Path:
     compared = len(trend["labels"]) > 1
     fig, axes = plt.subplots(1, 2 if compared else 1, figsize=(9 if compared else 4.5, 3.2), squeeze=False)
     pir = np.asarray(outputs["pir"], float)
-    values = pir[np.isfinite(pir)]
+    top = np.asarray(outputs["top20"]).astype(bool) & np.isfinite(pir)
     ax = axes[0, 0]
-    ax.hist(np.clip(values, -0.5, 2.0), bins=50, color="tab:blue")
+    bins = np.linspace(-0.5, 2.0, 51)
+    ax.hist(np.clip(pir[np.isfinite(pir)], -0.5, 2.0), bins=bins, color="lightgrey", label="all regions")
+    ax.hist(np.clip(pir[top], -0.5, 2.0), bins=bins, color="tab:blue", label="top 20% by ST")
     ax.axvline(1.0, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("PIR = S1 / ST (clipped to [-0.5, 2])")
+    ax.set_xlabel("PIR = S1 / ST (clipped to [-0.5, 2]: the end bins hold the rest)")
     ax.set_ylabel("regions x images")
+    ax.legend(fontsize=7)
     ax.set_title(f"mean {outputs['mean']:.2f}, top-20% {outputs['mean_top20']:.2f}, "
                  f"> 1: {outputs['fraction_gt1']:.0%}", fontsize=9)
     if compared:

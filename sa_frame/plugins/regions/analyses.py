@@ -34,6 +34,7 @@ def pir_statistics(maps: RegionMaps, top: float = TOP) -> dict[str, Any]:
             else float("nan"),
             "fraction_gt1": float(np.mean(pir[finite] > 1)) if finite.any() else float("nan"),
             "per_image_mean": per_image, "sum_s1": maps.s1.sum(0), "sum_st": maps.st.sum(0),
+            "top20": chosen.astype(np.uint8),
             "defined": int(finite.sum())}
 
 
