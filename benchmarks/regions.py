@@ -31,7 +31,7 @@ import torch
 def t1_run_vs_forwards(n: int, images: int, batch: int) -> dict:
     from sa_frame.engine.config import build_config
     from sa_frame.engine.plan import plan
-    from sa_frame.engine.regions import RegionRunner
+    from sa_frame.engine.region_runner import RegionRunner
     from sa_frame.engine.run import execute
 
     with tempfile.TemporaryDirectory() as tmp:

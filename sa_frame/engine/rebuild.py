@@ -22,7 +22,7 @@ from sa_frame.core.model import Model
 from sa_frame.engine.config import build_config
 from sa_frame.engine.labels import label_warning
 from sa_frame.engine.plan import RunPlan, plan
-from sa_frame.engine.regions import RegionRunner
+from sa_frame.engine.region_runner import RegionRunner
 from sa_frame.engine.runner import Runner, minmax
 from sa_frame.results.store import ResultsFile
 

@@ -19,7 +19,7 @@ from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import World, join, leave, merged_on_main
 from sa_frame.engine.plan import RunPlan, plan, resolve_device
 from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
-from sa_frame.engine.regions import RegionRunner
+from sa_frame.engine.region_runner import RegionRunner
 from sa_frame.engine.resume import check_inputs, check_state, input_fingerprints, remove_stale_temporaries
 from sa_frame.engine.runner import Progress, Runner
 from sa_frame.engine.stop import RunInterrupted, StopRequest
