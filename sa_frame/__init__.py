@@ -18,9 +18,8 @@ _LAZY = {
     # sensitivity-analysis variables and problems
     "Problem": "sa_frame.core.problem",
     **{name: "sa_frame.core.variables" for name in (
-        "Uniform", "LogUniform", "IntUniform", "Switch", "Categorical", "Constant",
-        "SpikeAndSlab", "Variable", "Block")},
-    "MultivariateNormal": "sa_frame.engine.dependent_normal",
+        "Uniform", "Switch", "Categorical", "SpikeAndSlab", "Variable", "Block")},
+    **{name: "sa_frame.engine.laws" for name in ("LogUniform", "IntUniform", "Constant", "MultivariateNormal")},
     # plugin base types and their options
     "Model": "sa_frame.core.model",
     "load_state_dict_file": "sa_frame.core.model",

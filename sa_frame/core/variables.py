@@ -3,8 +3,8 @@
 Designs are made in the unit cube (rows x columns in [0, 1)); a *block* turns its columns
 into parameter values for a batch of rows at once. Scalar variables are blocks of one
 column; `SpikeAndSlab` (an on/off switch plus parameters that take their identity values
-when off: the paper's scheme 2) is multi-column, as is `sa_frame.MultivariateNormal`
-(engine/dependent_normal.py: dependent inputs for Shapley effects).
+when off: the paper's scheme 2) is multi-column. Further laws (LogUniform, IntUniform,
+Constant, MultivariateNormal) are implementations of this contract in engine/laws.py.
 
 `Block.values(u, known)` is the one entry point: for columns marked `known`, `u` is the
 draw of their *marginal* law; for the others, `u` is the draw of their law
@@ -102,40 +102,6 @@ class Uniform(Variable):
         return self.low + _as_unit(u) * (self.high - self.low)
 
 
-class LogUniform(Variable):
-    """log(x) uniform on [log low, log high]; e.g. an aspect ratio."""
-
-    kind = "log-uniform"
-
-    def __init__(self, low: float, high: float) -> None:
-        if not (low > 0 and high > low and math.isfinite(high)):
-            raise UsageError(f"LogUniform needs finite 0 < low < high, got ({low}, {high})")
-        self.low, self.high = float(low), float(high)
-        self._log_low, self._log_high = math.log(low), math.log(high)
-
-    def from_unit(self, u: Tensor) -> Tensor:
-        return torch.exp(self._log_low + _as_unit(u) * (self._log_high - self._log_low))
-
-
-class IntUniform(Variable):
-    """Integers low..high, both bounds inclusive, equally likely."""
-
-    kind = "int-uniform"
-
-    def __init__(self, low: int, high: int) -> None:
-        if int(low) != low or int(high) != high or high < low:
-            raise UsageError(f"IntUniform needs integers low <= high, got ({low}, {high})")
-        self.low, self.high = int(low), int(high)
-
-    def from_unit(self, u: Tensor) -> Tensor:
-        n = self.high - self.low + 1
-        k = torch.floor(_as_unit(u) * n).clamp_(0, n - 1)
-        return self.low + k
-
-    def __repr__(self) -> str:
-        return f"IntUniform({self.low}, {self.high})"
-
-
 class Switch(Variable):
     """On (1) with probability p, off (0) otherwise; on exactly when u >= 1 - p."""
 
@@ -184,21 +150,6 @@ class Categorical(Variable):
 
     def __repr__(self) -> str:
         return f"Categorical({self.n})"
-
-
-class Constant(Variable):
-    """A fixed value (keeps a parameter in the problem without varying it)."""
-
-    kind = "constant"
-
-    def __init__(self, value: float) -> None:
-        self.value = self.low = self.high = float(value)
-
-    def from_unit(self, u: Tensor) -> Tensor:
-        return torch.full_like(_as_unit(u), self.value)
-
-    def __repr__(self) -> str:
-        return f"Constant({self.value:g})"
 
 
 class SpikeAndSlab(Block):
@@ -254,5 +205,4 @@ class SpikeAndSlab(Block):
         return f"SpikeAndSlab(p={self.switch.p:g}, {list(self.params)})"
 
 
-__all__ = ["Block", "Categorical", "Constant", "IntUniform", "LogUniform", "SpikeAndSlab", "Switch", "Uniform",
-           "Variable"]
+__all__ = ["Block", "Categorical", "SpikeAndSlab", "Switch", "Uniform", "Variable"]

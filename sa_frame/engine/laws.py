@@ -1,16 +1,71 @@
-"""Dependent normal inputs with exact conditional sampling: the multi-column law that
-Shapley effects of dependent variables need (`sa_frame.estimate`, SALib ``norm`` dists).
-A concrete `Block`, outside the kernel, which only defines what a block is."""
+"""SA variable laws beyond the kernel's own (Uniform, Switch, Categorical, SpikeAndSlab):
+log-uniform, integer-uniform and constant scalars, and dependent normal inputs with exact
+conditional sampling (the multi-column law Shapley effects of dependent variables need).
+They implement the `Variable` / `Block` contract and are public as `sa_frame.<name>`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from sa_frame.core.errors import UsageError
-from sa_frame.core.variables import DTYPE, Block
+from sa_frame.core.variables import DTYPE, Block, Variable
+
+
+def _as_unit(u: Tensor) -> Tensor:
+    return torch.as_tensor(u, dtype=DTYPE)
+
+
+class LogUniform(Variable):
+    """log(x) uniform on [log low, log high]; e.g. an aspect ratio."""
+
+    kind = "log-uniform"
+
+    def __init__(self, low: float, high: float) -> None:
+        if not (low > 0 and high > low and math.isfinite(high)):
+            raise UsageError(f"LogUniform needs finite 0 < low < high, got ({low}, {high})")
+        self.low, self.high = float(low), float(high)
+        self._log_low, self._log_high = math.log(low), math.log(high)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return torch.exp(self._log_low + _as_unit(u) * (self._log_high - self._log_low))
+
+
+class IntUniform(Variable):
+    """Integers low..high, both bounds inclusive, equally likely."""
+
+    kind = "int-uniform"
+
+    def __init__(self, low: int, high: int) -> None:
+        if int(low) != low or int(high) != high or high < low:
+            raise UsageError(f"IntUniform needs integers low <= high, got ({low}, {high})")
+        self.low, self.high = int(low), int(high)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        n = self.high - self.low + 1
+        k = torch.floor(_as_unit(u) * n).clamp_(0, n - 1)
+        return self.low + k
+
+    def __repr__(self) -> str:
+        return f"IntUniform({self.low}, {self.high})"
+
+
+class Constant(Variable):
+    """A fixed value (keeps a parameter in the problem without varying it)."""
+
+    kind = "constant"
+
+    def __init__(self, value: float) -> None:
+        self.value = self.low = self.high = float(value)
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        return torch.full_like(_as_unit(u), self.value)
+
+    def __repr__(self) -> str:
+        return f"Constant({self.value:g})"
 
 
 class MultivariateNormal(Block):
