@@ -36,6 +36,8 @@ _LAZY = {
     "ACC_DTYPE": "sa_frame.core.estimator",
     "Segmenter": "sa_frame.core.regions",
     "Perturbation": "sa_frame.core.regions",
+    "Relevance": "sa_frame.core.relevance",
+    "RelevanceContext": "sa_frame.core.relevance",
     "Analysis": "sa_frame.core.analysis",
     "Progress": "sa_frame.core.analysis",
     "no_progress": "sa_frame.core.analysis",

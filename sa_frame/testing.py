@@ -174,14 +174,15 @@ def _finalize(acc: Any) -> dict[str, np.ndarray]:
 
 
 def check_estimator(estimator: Estimator, options: Mapping[str, Any] | None = None, n: int | None = None,
-                    seed: int = 0) -> None:
+                    seed: int = 0, problem: Problem | None = None) -> None:
     """Blocks are deterministic; folding the blocks into two accumulators and merging them
     gives the single-accumulator result (unless the estimator says its design cannot be
     split); a state saved and loaded into a fresh accumulator finalizes to the same maps;
     options round-trip through their record; `intervals` names method, level, dof and detail. The design needs at least two blocks: give
-    `n` or a block-size option where the quick size makes one."""
+    `n` or a block-size option where the quick size makes one; `problem` replaces `check_problem()`
+    (e.g. one with the ``class`` variable an estimator groups by)."""
     where = f"estimator {estimator.name!r}"
-    problem = check_problem()
+    problem = problem or check_problem()
     quick = dict(estimator.sizes.get("quick") or {})
     size = n if n is not None else quick.pop("n", 64)
     quick.pop("n", None)

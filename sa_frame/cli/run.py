@@ -70,6 +70,9 @@ def run(
                                                "(default), the predicted class, or all classes")] = None,
     design: Annotated[str | None, typer.Option("--design", help="region run: one design shared by all images "
                                                "(shared, default) or one per image (per-image)")] = None,
+    relevance: Annotated[str | None, typer.Option(
+        "--relevance", help="step-wise run (estimator ssa): gradients (default), activations, weights, "
+        "weight-activations, with [:key=value,...]")] = None,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
                                              "complete results file")] = False,
 ) -> None:
@@ -90,7 +93,7 @@ def run(
                                  save_every=save_every, quick=quick or None, resume=resume or None,
                                  force=force or None, quiet=quiet or None, keep_state=keep_state or None,
                                  regions=regions, perturbation=perturbation, images=images, per_class=per_class,
-                                 partition=partition, score=score, target=target, design=design)
+                                 partition=partition, score=score, target=target, design=design, relevance=relevance)
     file_values = load_config_file(config) if config else {}
     if list_options:
         from sa_frame.core.registry import lookup

@@ -16,8 +16,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class InputFormat:
-    """How images reach a model: its input `size` (H, W) and its preprocessing — the shorter
-    side resized to min(size) / `crop_pct` with `interpolation`, then a centre crop."""
+    """How images reach a model: `size` (H, W); shorter side resized to min(size) / `crop_pct` with
+    `interpolation`, then a centre crop."""
 
     size: tuple[int, int]
     crop_pct: float = 0.875
@@ -64,12 +64,10 @@ class DataSource(ABC):
     description: str = ""
 
     def claims(self, value: str) -> bool:
-        """Whether a bare ``--data`` value (no ``name:`` prefix) is meant for this source
-        (default: the value is the source's name)."""
+        """Whether a bare ``--data`` value (no ``name:`` prefix) is meant for this source (default: its name)."""
         return value == self.name
 
     @abstractmethod
     def open(self, argument: str, fmt: InputFormat) -> ImageSet:
-        """The images of ``--data`` value `argument` (after ``name:``, or the bare value) in the
-        model's input format (`sa_frame.prepare_image`); UsageError naming what is wrong."""
+        """The images of ``--data`` `argument` in the model's format (`sa_frame.prepare_image`); else UsageError."""
 

@@ -190,14 +190,15 @@ class Estimator(ABC):
     permute: bool = True
     #: region runs (``--regions``): "allowed", "required" (sbsa) or "unsupported"
     regions: str = "allowed"
+    #: whether its outputs are relevances between checkpoints (``--relevance``; ssa) rather than activations
+    needs_grad: bool = False
 
     def options(self, values: Mapping[str, Any] | None = None) -> Any:
         """This estimator's Options from a mapping (unknown keys named with the closest)."""
         return make_options(self.Options, values or {}, f"estimator {self.name!r}")
 
     def design(self, problem: Problem, size: int, seed: int, options: Any = None, **values: Any) -> Design:
-        """The block-wise design of `size` (base points, permutations, rows, ...) for `seed`;
-        `options` an Options instance, or its fields given as keywords."""
+        """The block-wise design of `size` (base points, rows, ...) for `seed`; `options`: Options or keywords."""
         if options is None or isinstance(options, Mapping):
             options = self.options({**(options or {}), **values})
         elif values:
@@ -222,8 +223,7 @@ class Estimator(ABC):
         return None
 
     def intervals(self, design: Design) -> dict[str, Any]:
-        """How the `*_conf` maps are made (method, level, dof, warning), for the results
-        and `show`; {} when the estimator gives no intervals."""
+        """How the `*_conf` maps are made (method, level, dof, warning) for results and `show`; {}: none."""
         return {}
 
     def options_record(self, options: Any) -> dict[str, Any]:

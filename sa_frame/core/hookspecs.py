@@ -127,6 +127,15 @@ def register_perturbations(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_relevances(register: Callable[[Any], None]) -> None:
+    """Register relevances (lower neuron -> upper neuron) for step-wise runs (``--relevance NAME:k=v``).
+
+    Call `register(relevance)` with a `sa_frame.Relevance` instance: a unique `name` (``gradients``), `Options`,
+    `needs_grad` and `compute(ctx, options)` -> ``{"upper|lower": (B, K_upper, K_lower)}`` per checkpoint pair.
+    """
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add sub-commands to the ``sa-frame`` command line.
 

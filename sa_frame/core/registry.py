@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sa_frame.plugins.estimators",
     "sa_frame.plugins.analyses",
     "sa_frame.plugins.regions",
+    "sa_frame.plugins.ssa",
 )
 ALLOWLIST_ENV = "SA_FRAME_LOAD_PLUGINS"
 ENTRY_POINT_GROUP = "sa_frame"
@@ -46,6 +47,7 @@ KIND_HOOKS: dict[str, str] = {
     "analysis": "register_analyses",
     "segmenter": "register_segmenters",
     "perturbation": "register_perturbations",
+    "relevance": "register_relevances",
 }
 NAMED_LIST_KINDS = frozenset({"checkpoint", "augmentation_set"})
 OVERRIDABLE_KINDS = frozenset({"checkpoint"})
@@ -191,7 +193,7 @@ def reset_registry() -> None:
 
 def registered(kind: str) -> dict[str, Any]:
     """`{name: plugin object}` for one kind: model, checkpoint, data_source, augmentation,
-    augmentation_set, sampler, estimator, analysis, segmenter or perturbation."""
+    augmentation_set, sampler, estimator, analysis, segmenter, perturbation or relevance."""
     return {name: reg.obj for name, reg in registry().entries(kind).items()}
 
 

@@ -58,6 +58,8 @@ class RunConfig:
     target: str = "true"
     #: one design for every image (shared) or one per image, seeded by the image (per-image)
     design: str = "shared"
+    #: step-wise runs (estimator ssa): the relevance between consecutive checkpoints, name[:key=value,...]
+    relevance: str | None = None
     #: the estimator's options (its Options dataclass' fields), from -o key=value or YAML
     options: dict[str, Any] = field(default_factory=dict)
 

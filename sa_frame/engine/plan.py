@@ -21,7 +21,14 @@ from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
 from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import local_device
 from sa_frame.engine.labels import Labels, network_labels
-from sa_frame.engine.regions import SCORE, RegionSetup, per_image_design, setup_regions
+from sa_frame.engine.regions import (
+    SCORE,
+    RegionSetup,
+    parse_named,
+    partition_index,
+    per_image_design,
+    setup_regions,
+)
 
 CLASS, PARTITION = "class", "partition"
 
@@ -50,10 +57,23 @@ class RunPlan:
     n_outputs: int | None = None
     #: a region run's images, regions and perturbation (None: an augmentation run)
     regions: RegionSetup | None = None
+    #: a step-wise run's relevance plugin and its options (None otherwise)
+    relevance: tuple[Any, Any] | None = None
+    #: the partition every row uses when the problem has no partition variable
+    partition: int = 0
+
+    @property
+    def map_checkpoints(self) -> list[str]:
+        """The names the index maps are stored under: the checkpoints, or for a relevance run the
+        consecutive pairs ``upper|lower`` (top pair first)."""
+        if self.relevance is None:
+            return list(self.checkpoints)
+        return [f"{u}|{lo}" for u, lo in zip(self.checkpoints[1:], self.checkpoints[:-1])][::-1]
 
     @property
     def mode(self) -> str:
-        return "augmentations" if self.regions is None else "regions"
+        return "regions" if self.regions is not None else "relevance" if self.relevance is not None else \
+            "augmentations"
 
     @property
     def rows_per_batch(self) -> int:
@@ -73,6 +93,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     return device
+
+
+def relevance_problem(chain: AugmentationChain | None, source: ImageSet) -> Problem:
+    """A step-wise run's variables: the class (which picks the image of the fixed partition) and,
+    when asked, the chain's augmentations."""
+    blocks, groups = chain.variables() if chain is not None else ({}, {})
+    blocks[CLASS] = Categorical(len(source.classes), labels=source.classes)
+    groups[CLASS] = [CLASS]
+    return Problem(blocks, groups)
 
 
 def build_problem(chain: AugmentationChain, source: ImageSet) -> Problem:
@@ -96,8 +125,26 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
     names = spec.class_names
     n_outputs = len(names) if names else int(getattr(spec, "num_classes", 0) or 0) or None
     labels = network_labels(source, spec, n_outputs, config.class_map)
-    chain, regions = None, None
-    if config.regions:
+    chain, regions, relevance, fixed_partition = None, None, None, 0
+    profile = "quick" if config.quick else "demo" if config.data == "demo" and config.model == "demo-cnn" else "paper"
+    sizes = dict(estimator.sizes.get(profile) or estimator.sizes.get("paper") or {})
+    n = config.n if config.n is not None else sizes.pop("n", None)
+    sizes.pop("n", None)
+    if n is None:
+        raise UsageError(f"estimator {estimator.name!r} has no default size for profile {profile!r}; give --n")
+    options = estimator.options({**sizes, **config.options})
+    if config.relevance and not estimator.needs_grad:
+        raise UsageError(f"--relevance is for step-wise estimators (ssa); {estimator.name!r} reads activations")
+    if estimator.needs_grad:
+        if config.regions:
+            raise UsageError(f"estimator {estimator.name!r} relates checkpoints; it cannot take --regions")
+        relevance = parse_named(config.relevance or "gradients", "relevance")
+        fixed_partition = partition_index(source, config.partition or
+                                          ("train" if "train" in source.partitions else None))
+        chain = AugmentationChain(resolve_augmentations(config.aug), scheme=1, permute=estimator.permute) \
+            if getattr(options, "augmentations", False) else None
+        problem = relevance_problem(chain, source)
+    elif config.regions:
         if estimator.regions == "unsupported":
             raise UsageError(f"estimator {estimator.name!r} cannot analyse regions (--regions); use sbsa, sobol or "
                              f"shapley")
@@ -114,13 +161,6 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
                              f"{' or '.join(map(str, estimator.schemes))}, got --scheme {scheme}")
         chain = AugmentationChain(augmentations, scheme=scheme, permute=estimator.permute)
         problem = build_problem(chain, source)
-    profile = "quick" if config.quick else "demo" if config.data == "demo" and config.model == "demo-cnn" else "paper"
-    sizes = dict(estimator.sizes.get(profile) or estimator.sizes.get("paper") or {})
-    n = config.n if config.n is not None else sizes.pop("n", None)
-    sizes.pop("n", None)
-    if n is None:
-        raise UsageError(f"estimator {estimator.name!r} has no default size for profile {profile!r}; give --n")
-    options = estimator.options({**sizes, **config.options})
     design = estimator.design(problem, n, config.seed, options)
     if regions is not None and regions.design_sharing == "per-image":
         design = per_image_design(estimator, problem, n, config.seed, options, regions)
@@ -135,7 +175,7 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
     if config.classifier_output not in ("softmax", "logits"):
         raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
     return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options,
-                   labels, n_outputs, regions)
+                   labels, n_outputs, regions, relevance, fixed_partition)
 
 
 def open_data(value: str, fmt: InputFormat) -> ImageSet:

@@ -42,7 +42,7 @@ def base_attrs(run: RunPlan, status: str, blocks_done: int,
             "identity": run.config.identity(), "versions": versions(),
             "seed": run.config.seed, "estimator": run.config.estimator, "model": run.spec.name,
             "design": run.design.config(), "n_rows": run.design.n_rows, "n_blocks": run.design.n_blocks,
-            "blocks_done": blocks_done, "checkpoints": run.checkpoints,
+            "blocks_done": blocks_done, "checkpoints": run.map_checkpoints, "modules": run.checkpoints,
             # what the leading axis of the index maps means: groups, or (contrast) treatments
             "map_rows": run.estimator.map_rows(run.problem, run.design),
             "estimator_options": run.estimator.options_record(run.options),
@@ -52,7 +52,12 @@ def base_attrs(run: RunPlan, status: str, blocks_done: int,
 
 
 def region_attrs(run: RunPlan) -> dict[str, Any]:
-    """A region run's segmenter, perturbation (with options), score and target ({} otherwise)."""
+    """A region run's segmenter, perturbation (with options), score and target; a relevance run's
+    relevance, its options and partition ({} otherwise)."""
+    if run.relevance is not None:
+        relevance, options = run.relevance
+        return {"relevance": relevance.name, "relevance_options": options_dict(options),
+                "partition": run.source.partitions[run.partition]}
     s = run.regions
     if s is None:
         return {}

@@ -25,9 +25,9 @@ def expected_layout(run: RunPlan) -> tuple[dict[str, tuple[tuple[int, ...], torc
     one block folded into a fresh accumulator, learnt on a one-activation stand-in of every
     checkpoint (zero outputs)."""
     block = run.design.block(0)
-    probe = run.estimator.accumulator(run.problem, run.design, {name: (PROBE_WIDTH,) for name in run.checkpoints})
+    probe = run.estimator.accumulator(run.problem, run.design, {name: (PROBE_WIDTH,) for name in run.map_checkpoints})
     zeros = torch.zeros(block.n_rows, PROBE_WIDTH, dtype=torch.float32)
-    probe.update(block, {name: zeros for name in run.checkpoints})
+    probe.update(block, {name: zeros for name in run.map_checkpoints})
     layout = {key: (tuple(t.shape[:-1]), t.dtype) for key, t in probe.state().items() if key != "_blocks_done"}
     return layout, probe.finite_state
 

@@ -20,6 +20,7 @@ from sa_frame.engine.distributed import World, join, leave, merged_on_main
 from sa_frame.engine.plan import RunPlan, plan, resolve_device
 from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
 from sa_frame.engine.region_runner import RegionRunner
+from sa_frame.engine.relevance_runner import RelevanceRunner
 from sa_frame.engine.resume import check_inputs, check_state, input_fingerprints, remove_stale_temporaries
 from sa_frame.engine.runner import Progress, Runner
 from sa_frame.engine.stop import RunInterrupted, StopRequest
@@ -78,7 +79,8 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
     why_not = run.estimator.split_error(run.design) if world.size > 1 else None
     if why_not:
         raise UsageError(why_not)
-    runner: Runner | RegionRunner = Runner(run) if run.regions is None else RegionRunner(run)
+    runner: Runner | RegionRunner | RelevanceRunner = RegionRunner(run) if run.regions is not None else \
+        RelevanceRunner(run) if run.relevance is not None else Runner(run)
     shapes = runner.shapes()
     fixed = runner.sections() if isinstance(runner, RegionRunner) else {}  # a region run's images and regions
 

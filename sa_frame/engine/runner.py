@@ -73,14 +73,15 @@ class Runner:
         run = self.run
         classes, within = self.class_variable.split(unit[:, self.class_col])
         partition = values[:, self.partition_col].long() if self.partition_col is not None \
-            else torch.zeros(unit.shape[0], dtype=torch.long)
+            else torch.full((unit.shape[0],), run.partition, dtype=torch.long)
         index = run.source.select(classes.long(), within, partition)
         # rows of a base point / inner group share their image: load each distinct one once
         key = torch.stack([classes.long(), index, partition], 1)
         distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
         images = run.source.load(distinct[:, 0], distinct[:, 1], distinct[:, 2]).to(run.device)[inverse.to(run.device)]
         columns = {name: values[:, i].to(run.device) for i, name in enumerate(run.problem.names)}
-        images = run.chain.apply(images, columns)
+        if run.chain is not None:
+            images = run.chain.apply(images, columns)
         if run.config.postprocess == "minmax":
             images = minmax(images)
         return run.spec.normalize(images) if normalize else images

@@ -61,6 +61,11 @@ def test_checks_catch_a_perturbation_that_leaks_across_regions():
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_builtin_estimator_keeps_the_contract(name):
     # four Saltelli blocks of 16 base points; the others' quick sizes make several blocks
+    if name == "ssa":  # it groups by the class variable; 16 rows per block make four blocks
+        problem = sa_frame.Problem({"c": sa_frame.Uniform(-1.0, 1.0), "a": sa_frame.Switch(), "b": sa_frame.Switch(),
+                                    "d": sa_frame.Uniform(0.0, 1.0), "class": sa_frame.Categorical(3)})
+        check_estimator(sa_frame.lookup("estimator", name), {"rows_per_block": 16}, problem=problem)
+        return
     check_estimator(sa_frame.lookup("estimator", name), {"points_per_block": 16} if name == "sobol" else None)
 
 

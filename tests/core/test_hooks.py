@@ -175,6 +175,20 @@ def test_hook_register_perturbations(plugin, tmp_path):
         ["tp-dist"]
 
 
+def test_hook_register_relevances(plugin, tmp_path):
+    """tp-pool: pool (the mean colour) -> fc; tp-means relates them by the pool's channel means,
+    so the per-class mean relevance is each class's mean colour (one channel, levels 0.25..0.75)."""
+    out = tmp_path / "s.h5"
+    code, _, err = cli("run", "--model", "tp-pool", "--data", "tp-colours:red,green", "--estimator", "ssa",
+                       "--relevance", "tp-means", "--checkpoints", "pool,fc", "--n", "64", "--quiet", "--out", out)
+    assert code == 0, err
+    rel = ResultsFile(out).dataset("checkpoints/fc|pool/relevance")  # (2 classes + all, 2 logits, 3 channels)
+    assert rel.shape == (3, 2, 3)
+    assert np.all(rel[0, :, 1:] == 0) and np.all(rel[1, :, [0, 2]] == 0)  # red images: channel 0 only
+    assert 0.25 <= rel[0, 0, 0] <= 0.75 and 0.25 <= rel[1, 0, 1] <= 0.75
+    assert ResultsFile(out).attrs()["relevance"] == "tp-means"
+
+
 def test_hook_register_commands(plugin):
     code, out, err = cli("tp-hello", "--name", "sa")
     assert code == 0 and out.strip() == "hello sa", err

@@ -57,8 +57,8 @@ def test_duplicate_name_names_both_providers(every_hook):
 
 
 def test_unknown_names_list_registered_and_closest():
-    with pytest.raises(UsageError, match=r"unknown estimator 'shaply' \(did you mean 'shapley' or 'sbsa'\?\); "
-                                         r"registered: contrast, sbsa, shapley, sobol, variance"):
+    with pytest.raises(UsageError, match=r"unknown estimator 'shaply' \(did you mean 'shapley' or 'ssa' or "
+                                         r"'sbsa'\?\); registered: contrast, sbsa, shapley, sobol, ssa, variance"):
         sa_frame.lookup("estimator", "shaply")
     with pytest.raises(UsageError, match="unknown plugin kind 'estimatr'.*'estimator'"):
         sa_frame.registered("estimatr")

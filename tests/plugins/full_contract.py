@@ -11,6 +11,7 @@ full contract, so each hook can be exercised end to end through the command line
 - analysis ``tp-peak``: the largest moment per checkpoint;
 - segmenter ``tp-halves`` (left and right halves) and perturbation ``tp-dim``
   (x * (1 - v), v ~ U(0, 0.5)): the pooled score is linear in the two values, equal weights;
+- relevance ``tp-means``: the lower checkpoint's channel means, for every upper neuron;
 - command ``tp-hello`` and a checkpoint override for ``tp-pool``.
 """
 
@@ -234,6 +235,28 @@ class Dim(sa_frame.Perturbation):
         return images * factor
 
 
+class ChannelMeans(sa_frame.Relevance):
+    """Relevance = the lower checkpoint's mean value per channel, for every upper neuron."""
+
+    name = "tp-means"
+    description = "the lower channel's mean (test plugin)"
+    needs_grad = False
+
+    def compute(self, ctx, options):
+        out = {}
+        with torch.no_grad():
+            got = {}
+            hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: got.__setitem__(n, o)) for n, m in ctx.modules.items()]
+            ctx.net(ctx.inputs)
+            for h in hooks:
+                h.remove()
+        for upper, lower in ctx.pairs:
+            low = got[lower].flatten(2).mean(-1) if got[lower].dim() > 2 else got[lower]
+            up = got[upper].flatten(2).mean(-1) if got[upper].dim() > 2 else got[upper]
+            out[f"{upper}|{lower}"] = low[:, None, :].expand(-1, up.shape[1], -1)
+        return out
+
+
 class FullContractPlugin:
     @hookimpl
     def register_models(self, register):
@@ -274,6 +297,10 @@ class FullContractPlugin:
     @hookimpl
     def register_perturbations(self, register):
         register(Dim())
+
+    @hookimpl
+    def register_relevances(self, register):
+        register(ChannelMeans())
 
     @hookimpl
     def register_commands(self, app):

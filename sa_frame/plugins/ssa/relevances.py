@@ -1,0 +1,212 @@
+"""Built-in relevances of step-wise sensitivity analysis, per image and checkpoint pair
+(upper | lower), shaped (B, K_upper, K_lower):
+
+- `gradients` (the paper's eq. 1): |mean over positions of d(upper neuron) / d(lower activation)|,
+  the upper neuron a conv map's spatial mean (or max). Exact by reverse mode (one batched
+  VJP per upper neuron) or forward mode (one JVP per lower channel with an all-ones tangent
+  on that channel, which gives the positional sum of the same derivatives); `mode=auto`
+  takes the side with fewer passes.
+- `activations`: the lower channel's mean |activation| (the same for every upper neuron).
+- `weights`: |W| of the weighted layer (conv or linear) between the two checkpoints,
+  averaged over kernel positions (data-independent).
+- `weight-activations`: |W| x mean |activation| (PatternNet-like).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sa_frame import Relevance, RelevanceContext, UsageError, option
+
+MODES = ("auto", "vjp", "jvp")
+ABS = ("after", "before")
+#: tangents (JVP) or cotangents (VJP) vectorised at once; bounds the batched derivative's memory
+CHUNK = 16
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence the FutureWarning torch's own vmap decompositions raise about torch.jit.script."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        yield
+
+
+def channel_mean(t: Tensor) -> Tensor:
+    """(B, K, *spatial) -> (B, K): the mean over positions (identity for (B, K))."""
+    return t.flatten(2).mean(-1) if t.dim() > 2 else t
+
+
+def reduce_upper(u: Tensor, how: str) -> Tensor:
+    """An upper checkpoint's output (B, K, *spatial) as one scalar per neuron and image (B, K)."""
+    if u.dim() <= 2:
+        return u
+    if how == "max":
+        return u.flatten(2).amax(-1)
+    return u.flatten(2).mean(-1)
+
+
+def lower_outputs(ctx: RelevanceContext) -> dict[str, Tensor]:
+    """Every checkpoint's output of the batch (no gradients)."""
+    out: dict[str, Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.detach()))
+               for name, m in ctx.modules.items()]
+    try:
+        with torch.no_grad():
+            ctx.net(ctx.inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+def upper_of_lower(ctx: RelevanceContext, lower: str, upper: str) -> Callable[[Tensor], Tensor]:
+    """f(a) = the reduced upper output (B, K_up) when the lower checkpoint outputs `a`: the
+    network's forward with that output replaced (works for any architecture in which the
+    upper checkpoint depends on the input only through the lower one)."""
+
+    def f(a: Tensor) -> Tensor:
+        got: dict[str, Tensor] = {}
+        h1 = ctx.modules[lower].register_forward_hook(lambda _m, _i, _o: a)
+        h2 = ctx.modules[upper].register_forward_hook(lambda _m, _i, o: got.__setitem__("u", o))
+        try:
+            ctx.net(ctx.inputs)
+        finally:
+            h1.remove()
+            h2.remove()
+        return reduce_upper(got["u"], ctx.upper)
+
+    return f
+
+
+def gradient_vjp(f: Callable[[Tensor], Tensor], a: Tensor, k_up: int, absolute_first: bool) -> Tensor:
+    """(B, K_up, K_low): positional means of d f_n / d a by reverse mode, K_up cotangents
+    vectorised (CHUNK at a time) over one graph; |.| before the mean when `absolute_first`."""
+    a = a.detach().requires_grad_(True)
+    with torch.enable_grad():
+        u = f(a)
+        out = []
+        for start in range(0, k_up, CHUNK):
+            n = min(CHUNK, k_up - start)
+            cot = torch.zeros(n, *u.shape, dtype=u.dtype, device=u.device)
+            cot[torch.arange(n), :, torch.arange(start, start + n)] = 1.0
+            with quiet_jit():
+                (g,) = torch.autograd.grad(u, a, cot, retain_graph=True, is_grads_batched=True)  # (n, B, K_low, ..)
+            out.append(channel_mean((g.abs() if absolute_first else g).flatten(0, 1)).view(n, a.shape[0], -1))
+    return torch.cat(out).permute(1, 0, 2)
+
+
+def gradient_jvp(f: Callable[[Tensor], Tensor], a: Tensor) -> Tensor:
+    """(B, K_up, K_low): the same signed means by forward mode, one all-ones tangent per
+    lower channel (vectorised CHUNK at a time), divided by the number of positions."""
+    from torch.func import jvp, vmap
+
+    k_low, positions = a.shape[1], max(1, a[0, 0].numel())
+    out = []
+    for start in range(0, k_low, CHUNK):
+        n = min(CHUNK, k_low - start)
+        tangents = torch.zeros(n, *a.shape, dtype=a.dtype, device=a.device)
+        tangents[torch.arange(n), :, torch.arange(start, start + n)] = 1.0
+        with quiet_jit():
+            out.append(vmap(lambda t: jvp(f, (a,), (t,))[1])(tangents))  # (n, B, K_up)
+    return (torch.cat(out) / positions).permute(1, 2, 0)
+
+
+@dataclasses.dataclass
+class GradientOptions:
+    mode: str = option("auto", "vjp (one pass per upper neuron), jvp (one per lower channel) or auto (fewer)")
+    abs: str = option("after", "|.| after the positional mean (the paper's map gradient) or before it (vjp only)")
+
+
+class Gradients(Relevance):
+    name = "gradients"
+    description = "|d upper neuron / d lower channel|, positions averaged (the paper's eq. 1)"
+    Options = GradientOptions
+
+    def compute(self, ctx: RelevanceContext, options: GradientOptions) -> dict[str, Tensor]:
+        if options.mode not in MODES or options.abs not in ABS:
+            raise UsageError(f"relevance 'gradients': mode must be one of {', '.join(MODES)} and abs one of "
+                             f"{', '.join(ABS)}, got mode={options.mode!r}, abs={options.abs!r}")
+        if options.abs == "before" and options.mode == "jvp":
+            raise UsageError("relevance 'gradients': abs=before needs per-position derivatives: use mode=vjp or auto")
+        lowers = lower_outputs(ctx)
+        out = {}
+        for upper, lower in ctx.pairs:
+            a = lowers[lower]
+            k_up, k_low = reduce_upper(lowers[upper], ctx.upper).shape[1], a.shape[1]
+            f = upper_of_lower(ctx, lower, upper)
+            forward = options.mode == "jvp" or (options.mode == "auto" and k_low < k_up and options.abs == "after")
+            g = gradient_jvp(f, a) if forward else gradient_vjp(f, a, k_up, options.abs == "before")
+            out[f"{upper}|{lower}"] = g.abs()
+        return out
+
+
+class Activations(Relevance):
+    name = "activations"
+    description = "the lower channel's mean |activation| over positions (the same for every upper neuron)"
+    needs_grad = False
+
+    def compute(self, ctx: RelevanceContext, options: Any) -> dict[str, Tensor]:
+        outs = lower_outputs(ctx)
+        result = {}
+        for upper, lower in ctx.pairs:
+            act = channel_mean(outs[lower].abs())  # (B, K_low)
+            k_up = reduce_upper(outs[upper], ctx.upper).shape[1]
+            result[f"{upper}|{lower}"] = act[:, None, :].expand(-1, k_up, -1)
+        return result
+
+
+def connecting_weights(ctx: RelevanceContext, lower: str, upper: str, outputs: dict[str, Tensor]) -> Tensor:
+    """(K_up, K_low): |W| averaged over kernel positions of the one weighted layer that reads the
+    lower checkpoint's output and has as many outputs as the upper checkpoint has neurons."""
+    seen: list[tuple[nn.Module, int]] = []
+    target = outputs[lower]
+    weighted = [m for m in ctx.net.modules() if isinstance(getattr(m, "weight", None), Tensor)
+                and m.weight.dim() >= 2]
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((mod, args[0].data_ptr()))
+                                         if args and isinstance(args[0], Tensor) else None) for m in weighted]
+    lower_ptr: list[int] = []
+    hook = ctx.modules[lower].register_forward_hook(lambda _m, _i, o: lower_ptr.append(o.data_ptr()))
+    try:
+        with torch.no_grad():
+            ctx.net(ctx.inputs[:1])
+    finally:
+        for h in [*hooks, hook]:
+            h.remove()
+    k_up = reduce_upper(outputs[upper], ctx.upper).shape[1]
+    readers = [m for m, ptr in seen if lower_ptr and ptr == lower_ptr[0]]
+    fitting = [m for m in readers if m.weight.shape[0] == k_up and m.weight.shape[1] == target.shape[1]]
+    if len(fitting) != 1:
+        raise UsageError(f"relevance weights: no single conv or linear layer reads checkpoint {lower!r} and gives "
+                         f"the {k_up} neurons of {upper!r}; choose checkpoints around one weighted layer")
+    w = fitting[0].weight.detach().abs()
+    return w.flatten(2).mean(-1) if w.dim() > 2 else w
+
+
+class Weights(Relevance):
+    name = "weights"
+    description = "|W| of the weighted layer between the checkpoints, kernel positions averaged (data-independent)"
+    needs_grad = False
+
+    def compute(self, ctx: RelevanceContext, options: Any) -> dict[str, Tensor]:
+        outs = lower_outputs(ctx)
+        b = ctx.inputs.shape[0]
+        return {f"{u}|{lo}": connecting_weights(ctx, lo, u, outs).expand(b, -1, -1) for u, lo in ctx.pairs}
+
+
+class WeightActivations(Relevance):
+    name = "weight-activations"
+    description = "|W| x the lower channel's mean |activation| (PatternNet-like)"
+    needs_grad = False
+
+    def compute(self, ctx: RelevanceContext, options: Any) -> dict[str, Tensor]:
+        outs = lower_outputs(ctx)
+        return {f"{u}|{lo}": connecting_weights(ctx, lo, u, outs)[None] * channel_mean(outs[lo].abs())[:, None, :]
+                for u, lo in ctx.pairs}
