@@ -16,9 +16,10 @@ import argparse
 import torch
 from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
+from sa_frame import StackedMasking
 from sa_frame.core.registry import lookup
 from sa_frame.engine.capture import Capture, Masking
-from sa_frame.plugins.analyses._predictions import StackedMasking, mask_configs, mask_factors
+from sa_frame.plugins.analyses._predictions import mask_configs, mask_factors
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ _LAZY = {
     "problem_from_salib": "sa_frame.engine.estimate",
     "Capture": "sa_frame.engine.capture",
     "Masking": "sa_frame.engine.capture",
+    "StackedMasking": "sa_frame.engine.capture",
     "ForwardHooks": "sa_frame.engine.capture",
     "mask_factor": "sa_frame.engine.capture",
     "resolve_modules": "sa_frame.engine.capture",

@@ -10,9 +10,10 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 from scipy.stats import spearmanr
 
+from sa_frame import StackedMasking
 from sa_frame.engine.capture import Masking
 from sa_frame.engine.rebuild import rebuild
-from sa_frame.plugins.analyses._predictions import MaskConfig, StackedMasking, intersections, mask_configs, mask_factors
+from sa_frame.plugins.analyses._predictions import MaskConfig, intersections, mask_configs, mask_factors
 from sa_frame.plugins.analyses.clustering import average_linkage, signature_distances
 from sa_frame.plugins.analyses.masking import signature_pattern
 from sa_frame.plugins.analyses.single_class import jaccard, sensitive_classes

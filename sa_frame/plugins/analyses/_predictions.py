@@ -24,10 +24,9 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
+from torch import Tensor
 
-from sa_frame import Augmentation, ForwardHooks, Rebuilt, UsageError, mask_factor, resolve_modules
+from sa_frame import Augmentation, Rebuilt, StackedMasking, UsageError, mask_factor
 
 ORIGINAL = "original"
 NO_MASK = "none"
@@ -74,37 +73,6 @@ def mask_factors(masks: Mapping[str, Mapping[str, Tensor]], configs: Sequence[Ma
                    mask_factor(per_variable[c.variable], c.mode, c.alpha, c.q) for c in configs]
         out[checkpoint] = torch.stack(factors)
     return out
-
-
-class StackedMasking(ForwardHooks):
-    """Hooks that multiply copy k of a repeated batch by factor k, on every masked checkpoint.
-
-    With `shared_prefix` the network is fed the batch once: the first masked checkpoint the
-    forward reaches repeats its output K times, so the layers before it run once per image
-    instead of once per configuration. That is exact when everything after that checkpoint
-    depends on the input only through it (sequential networks, checkpoints between residual
-    blocks); where a skip connection jumps over it, the shapes disagree and `predict_batch`
-    falls back to repeating the input."""
-
-    def __init__(self, net: nn.Module, factors: Mapping[str, Tensor], shared_prefix: bool = True) -> None:
-        self.modules = resolve_modules(net, factors)
-        self.factors = dict(factors)
-        self.active: slice = slice(0, 1)
-        self.batch = 0  # images per forward before repetition (set by predict_batch)
-        self.shared_prefix = shared_prefix
-        self._handles: list[RemovableHandle] = []
-
-    def __enter__(self) -> StackedMasking:
-        for name, module in self.modules.items():
-            def hook(_m: nn.Module, _i: tuple, output: Tensor, name: str = name) -> Tensor:
-                factor = self.factors[name][self.active]
-                k = factor.shape[0]
-                if self.shared_prefix and k > 1 and output.shape[0] == self.batch:
-                    output = output.repeat(k, *([1] * (output.ndim - 1)))  # the prefix ends here
-                view = output.reshape(k, output.shape[0] // k, *output.shape[1:])
-                return (view * factor.unsqueeze(1).to(output.dtype)).reshape(output.shape)
-            self._handles.append(module.register_forward_hook(hook))
-        return self
 
 
 def draw_params(aug: Augmentation, batch: int, n_inner: int, generator: torch.Generator) -> list[dict[str, Tensor]]:
