@@ -26,3 +26,11 @@ def register_estimators(register: Callable[[Any], None]) -> None:
     from sa_frame.plugins.ssa.estimator import SsaEstimator
 
     register(SsaEstimator())
+
+
+@hookimpl
+def register_analyses(register: Callable[[Any], None]) -> None:
+    from sa_frame.plugins.ssa.analyses import SsaClusterAnalysis, SsaEvalAnalysis, SsaGraphAnalysis
+
+    for analysis in (SsaGraphAnalysis(), SsaEvalAnalysis(), SsaClusterAnalysis()):
+        register(analysis)
