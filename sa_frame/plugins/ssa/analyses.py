@@ -149,7 +149,8 @@ class EvalOptions:
     aggregation: str = option("mean", "mean relevance, or tukey (the outlier frequency)")
     partitions: list = option(["train", "valid"], "partitions evaluated (those the data has)")
     per_class: int = option(20, "images per class and partition")
-    batch_size: int = option(16, "images per stacked forward (x groups x keep fractions rows)")
+    batch_size: int = option(4, "images per stacked forward (x groups x keep fractions rows; small batches keep the "
+                                "stacked rows in cache: benchmarks/ssa.py)")
     device: str = option("", "device of the forwards (default: the run's)")
 
 
@@ -175,8 +176,6 @@ class SsaEvalAnalysis(Analysis):
 
     def run(self, results: ResultsFile, options: EvalOptions, progress: Progress = no_progress) -> dict[str, Any]:
         import torch
-
-        from sa_frame import StackedMasking
 
         data = read_ssa_maps(results, self.name, options.aggregation)
         keeps = [float(k) for k in options.keep]
@@ -206,17 +205,11 @@ class SsaEvalAnalysis(Analysis):
             labels = rebuilt.network_labels(classes).numpy()
             predicted = np.empty((configs, len(classes)), dtype=np.int64)
             advance = progress(f"stacked forwards ({partition})", len(classes))
-            net = rebuilt.net
-            with torch.no_grad(), StackedMasking(net, factors, shared_prefix=False) as stacked:
-                stacked.active = slice(0, configs)
-                for start in range(0, len(classes), options.batch_size):
-                    rows = slice(start, start + options.batch_size)
-                    images = rebuilt.source.load(classes[rows], index[rows], part[rows]).to(rebuilt.device)
-                    x = rebuilt.inputs(images)
-                    stacked.batch = x.shape[0]
-                    logits = net(x.repeat(configs, *[1] * (x.ndim - 1)))
-                    predicted[:, rows] = logits.argmax(1).view(configs, -1).cpu().numpy()
-                    advance(x.shape[0])
+            for start in range(0, len(classes), options.batch_size):
+                rows = slice(start, start + options.batch_size)
+                images = rebuilt.source.load(classes[rows], index[rows], part[rows]).to(rebuilt.device)
+                predicted[:, rows] = stacked_predictions(rebuilt.net, factors, rebuilt.inputs(images), configs)
+                advance(images.shape[0])
             unpruned[p] = float((predicted[0] == labels).mean())
             for t in range(n_keep):
                 accuracy[p, t] = float((predicted[1 + (n_groups - 1) * n_keep + t] == labels).mean())
@@ -245,6 +238,27 @@ class SsaEvalAnalysis(Analysis):
 
     def figures(self, outputs: Mapping[str, Any], prefix: Path) -> list[Path]:
         return [eval_figure(outputs, prefix.with_suffix(".ssa-eval.png"))]
+
+
+def stacked_predictions(net: Any, factors: Mapping[str, Any], x: Any, configs: int) -> np.ndarray:
+    """(configs, B) top-1 classes of a batch under every masking configuration, in one forward:
+    the layers before the first masked checkpoint run once (its output is repeated); where a
+    skip connection jumps over it the shapes disagree, and the input is repeated instead."""
+    import torch
+
+    from sa_frame import StackedMasking
+
+    for shared in (True, False):
+        try:
+            with torch.no_grad(), StackedMasking(net, factors, shared_prefix=shared) as stacked:
+                stacked.active, stacked.batch = slice(0, configs), x.shape[0]
+                logits = net(x if shared else x.repeat(configs, *[1] * (x.ndim - 1)))
+            if logits.shape[0] == configs * x.shape[0]:
+                return logits.argmax(1).view(configs, -1).cpu().numpy()
+        except RuntimeError:
+            if not shared:
+                raise
+    raise UsageError("ssa-eval: the network's output does not follow the stacked masks (batch sizes disagree)")
 
 
 def rebuilt_shape(rebuilt: Any, checkpoint: str) -> tuple[int, ...]:

@@ -5,7 +5,7 @@
   the upper neuron a conv map's spatial mean (or max). Exact by reverse mode (one batched
   VJP per upper neuron) or forward mode (one JVP per lower channel with an all-ones tangent
   on that channel, which gives the positional sum of the same derivatives); `mode=auto`
-  takes the side with fewer passes.
+  takes forward mode where it needs JVP_ADVANTAGE times fewer passes.
 - `activations`: the lower channel's mean |activation| (the same for every upper neuron).
 - `weights`: |W| of the weighted layer (conv or linear) between the two checkpoints,
   averaged over kernel positions (data-independent).
@@ -27,8 +27,13 @@ from sa_frame import Relevance, RelevanceContext, UsageError, option
 
 MODES = ("auto", "vjp", "jvp")
 ABS = ("after", "before")
-#: tangents (JVP) or cotangents (VJP) vectorised at once; bounds the batched derivative's memory
-CHUNK = 16
+#: cotangents (VJP) and tangents (JVP) vectorised at once (they also bound the batched
+#: derivatives' memory). On 2 CPU cores with demo-cnn, one plain backward pass per upper neuron
+#: beat every vmap'd chunk size (benchmarks/ssa.py); on a GPU the batched passes are the point
+VJP_CHUNK, VJP_CHUNK_CUDA, JVP_CHUNK = 1, 16, 16
+#: auto takes forward mode when the lower side has this many times fewer neurons: a JVP pass
+#: costs about 3x a VJP pass on the CPU (benchmarks/ssa.py)
+JVP_ADVANTAGE = 4
 
 
 @contextlib.contextmanager
@@ -88,30 +93,35 @@ def upper_of_lower(ctx: RelevanceContext, lower: str, upper: str) -> Callable[[T
 
 def gradient_vjp(f: Callable[[Tensor], Tensor], a: Tensor, k_up: int, absolute_first: bool) -> Tensor:
     """(B, K_up, K_low): positional means of d f_n / d a by reverse mode, K_up cotangents
-    vectorised (CHUNK at a time) over one graph; |.| before the mean when `absolute_first`."""
+    vectorised (VJP_CHUNK at a time) over one graph; |.| before the mean when `absolute_first`."""
     a = a.detach().requires_grad_(True)
     with torch.enable_grad():
         u = f(a)
         out = []
-        for start in range(0, k_up, CHUNK):
-            n = min(CHUNK, k_up - start)
+        chunk = VJP_CHUNK_CUDA if a.is_cuda else VJP_CHUNK
+        for start in range(0, k_up, chunk):
+            n = min(chunk, k_up - start)
             cot = torch.zeros(n, *u.shape, dtype=u.dtype, device=u.device)
             cot[torch.arange(n), :, torch.arange(start, start + n)] = 1.0
-            with quiet_jit():
-                (g,) = torch.autograd.grad(u, a, cot, retain_graph=True, is_grads_batched=True)  # (n, B, K_low, ..)
+            if n == 1:  # one plain backward pass
+                (g,) = torch.autograd.grad(u, a, cot[0], retain_graph=True)
+                g = g.unsqueeze(0)
+            else:
+                with quiet_jit():
+                    (g,) = torch.autograd.grad(u, a, cot, retain_graph=True, is_grads_batched=True)  # (n, B, ..)
             out.append(channel_mean((g.abs() if absolute_first else g).flatten(0, 1)).view(n, a.shape[0], -1))
     return torch.cat(out).permute(1, 0, 2)
 
 
 def gradient_jvp(f: Callable[[Tensor], Tensor], a: Tensor) -> Tensor:
     """(B, K_up, K_low): the same signed means by forward mode, one all-ones tangent per
-    lower channel (vectorised CHUNK at a time), divided by the number of positions."""
+    lower channel (vectorised JVP_CHUNK at a time), divided by the number of positions."""
     from torch.func import jvp, vmap
 
     k_low, positions = a.shape[1], max(1, a[0, 0].numel())
     out = []
-    for start in range(0, k_low, CHUNK):
-        n = min(CHUNK, k_low - start)
+    for start in range(0, k_low, JVP_CHUNK):
+        n = min(JVP_CHUNK, k_low - start)
         tangents = torch.zeros(n, *a.shape, dtype=a.dtype, device=a.device)
         tangents[torch.arange(n), :, torch.arange(start, start + n)] = 1.0
         with quiet_jit():
@@ -142,9 +152,10 @@ class Gradients(Relevance):
             a = lowers[lower]
             k_up, k_low = reduce_upper(lowers[upper], ctx.upper).shape[1], a.shape[1]
             f = upper_of_lower(ctx, lower, upper)
-            forward = options.mode == "jvp" or (options.mode == "auto" and k_low < k_up and options.abs == "after")
+            forward = options.mode == "jvp" or (options.mode == "auto" and JVP_ADVANTAGE * k_low <= k_up
+                                                and options.abs == "after")
             g = gradient_jvp(f, a) if forward else gradient_vjp(f, a, k_up, options.abs == "before")
-            out[f"{upper}|{lower}"] = g.abs()
+            out[f"{upper}|{lower}"] = g.abs().detach()
         return out
 
 
