@@ -115,3 +115,29 @@ def test_ssa_analyses_refuse_other_runs(tmp_path):
     assert cli("run", "--quick", "--n", "16", "--quiet", "--out", out)[0] == 0
     code, _, err = cli("analyze", out, "ssa-graph")
     assert code == 2 and "reads step-wise runs" in err
+
+
+def test_ssa_ablation_drops_equal_single_masked_forwards(demo_run):
+    from scipy.stats import spearmanr
+
+    code, _, err = cli("analyze", demo_run, "ssa-ablation", "-o", "per_class=2", "--quiet")
+    assert code == 0, err
+    with h5py.File(demo_run) as f:
+        g = f["analyses/ssa-ablation/checkpoints/features.10"]
+        drop, importance, rho = g["drop"][()], g["importance"][()], float(g["rho"][()])
+        base = float(g["base_accuracy"][()])
+    assert drop.shape == (64,) and importance.shape == (64,)
+    if np.ptp(drop) > 0:
+        assert rho == pytest.approx(spearmanr(importance, drop).statistic)
+    # neuron j zeroed alone, one plain forward: the same accuracy drop
+    rebuilt = sa_frame.rebuild(sa_frame.ResultsFile(demo_run))
+    classes, index, part = rebuilt.evaluation_images(2, "valid")
+    x = rebuilt.inputs(rebuilt.source.load(classes, index, part))
+    j = int(np.argmax(drop))
+    mask = torch.ones(64, 8, 8)
+    mask[j] = 0
+    with torch.no_grad(), sa_frame.Masking(rebuilt.net, {"features.10": mask}):
+        accuracy = float((rebuilt.net(x).argmax(1) == classes).float().mean())
+    with torch.no_grad():
+        unmasked = float((rebuilt.net(x).argmax(1) == classes).float().mean())
+    assert unmasked == pytest.approx(base) and base - accuracy == pytest.approx(drop[j])

@@ -1,6 +1,6 @@
 """Step-wise sensitivity analysis (SSA): relevances between consecutive checkpoints, the
 ``ssa`` estimator (per-class streamed moments) and the dependency-graph analyses
-(ssa-graph, ssa-eval, ssa-cluster).
+(ssa-graph, ssa-eval, ssa-cluster, ssa-ablation).
 
 Implementation modules are imported inside the hooks, so loading this plugin is cheap.
 """
@@ -30,7 +30,7 @@ def register_estimators(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_analyses(register: Callable[[Any], None]) -> None:
-    from sa_frame.plugins.ssa.analyses import SsaClusterAnalysis, SsaEvalAnalysis, SsaGraphAnalysis
+    from sa_frame.plugins.ssa.analyses import SsaAblationAnalysis, SsaClusterAnalysis, SsaEvalAnalysis, SsaGraphAnalysis
 
-    for analysis in (SsaGraphAnalysis(), SsaEvalAnalysis(), SsaClusterAnalysis()):
+    for analysis in (SsaGraphAnalysis(), SsaEvalAnalysis(), SsaClusterAnalysis(), SsaAblationAnalysis()):
         register(analysis)

@@ -276,6 +276,63 @@ def rebuilt_shape(rebuilt: Any, checkpoint: str) -> tuple[int, ...]:
 
 
 @dataclass
+class AblationOptions:
+    partition: str = option("valid", "partition evaluated")
+    per_class: int = option(10, "images per class")
+    batch_size: int = option(4, "images per stacked forward")
+    device: str = option("", "device of the forwards (default: the run's)")
+
+
+class SsaAblationAnalysis(Analysis):
+    name = "ssa-ablation"
+    description = "gold standard: accuracy drop of zeroing each neuron alone, Spearman with the relevance ranking"
+    Options = AblationOptions
+
+    def run(self, results: ResultsFile, options: AblationOptions, progress: Progress = no_progress) \
+            -> dict[str, Any]:
+        import torch
+        from scipy.stats import spearmanr
+
+        data = read_ssa_maps(results, self.name)
+        rebuilt = rebuild(results, options.device or None)
+        if options.partition not in rebuilt.source.partitions:
+            raise UsageError(f"ssa-ablation: partition {options.partition!r} not in {rebuilt.source.partitions}")
+        classes, index, part = rebuilt.evaluation_images(options.per_class, options.partition)
+        labels = rebuilt.network_labels(classes).numpy()
+        sizes, out = data.sizes(), {}
+        lower_of = {split_pair(p)[1]: p for p in data.pairs}
+        for c in data.checkpoints[1:]:
+            shape = rebuilt_shape(rebuilt, c)
+            k = sizes[c]
+            off = torch.ones(k + 1, k)
+            off[torch.arange(1, k + 1), torch.arange(k)] = 0.0  # config 0: nothing zeroed; config j: neuron j-1
+            factors = {c: off.view(k + 1, k, *[1] * (len(shape) - 1)).expand(k + 1, *shape).contiguous()}
+            predicted = np.empty((k + 1, len(classes)), dtype=np.int64)
+            advance = progress(f"ablation forwards ({c})", len(classes))
+            for start in range(0, len(classes), options.batch_size):
+                rows = slice(start, start + options.batch_size)
+                images = rebuilt.source.load(classes[rows], index[rows], part[rows]).to(rebuilt.device)
+                predicted[:, rows] = stacked_predictions(rebuilt.net, factors, rebuilt.inputs(images), k + 1)
+                advance(images.shape[0])
+            accuracy = (predicted == labels[None]).mean(1)
+            drop = accuracy[0] - accuracy[1:]
+            importance = data.maps[lower_of[c]][-1].mean(0)  # the "all" group, mean over upper neurons
+            rho = spearmanr(importance, drop).statistic if np.ptp(drop) > 0 and np.ptp(importance) > 0 else np.nan
+            out[c] = {"drop": drop, "importance": importance, "rho": float(rho), "base_accuracy": float(accuracy[0])}
+        return {"checkpoints": out, "relevance": str(results.attrs().get("relevance"))}
+
+    def report(self, outputs: Mapping[str, Any], console: Any) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"ablation gold standard vs the {outputs['relevance']} ranking (Spearman rho)")
+        for column in ("checkpoint", "neurons", "largest drop", "rho"):
+            table.add_column(column, justify="right")
+        for c, v in outputs["checkpoints"].items():
+            table.add_row(c, str(len(v["drop"])), f"{np.max(v['drop']):.3f}", f"{v['rho']:.3f}")
+        console.print(table)
+
+
+@dataclass
 class ClusterOptions:
     keep: float = option(0.5, "keep fraction of the global class graphs compared")
     aggregation: str = option("mean", "mean relevance, or tukey (the outlier frequency)")
