@@ -76,6 +76,27 @@ def t5_modes() -> list[dict]:
     return out
 
 
+def t5_all_pairs(repeats: int = 3) -> dict:
+    """Every pair at once (one forward with each lower checkpoint a leaf) vs the loops of all pairs,
+    best of `repeats`."""
+    net, x = demo_batch()
+    modules = dict(net.named_modules())
+    pairs = list(zip(CHECKPOINTS[1:], CHECKPOINTS[:-1]))[::-1]
+    ctx = RelevanceContext(net, x, torch.zeros(len(x), dtype=torch.long), {c: modules[c] for c in CHECKPOINTS},
+                           pairs)
+    gradients = sa_frame.lookup("relevance", "gradients")
+    loops, ours = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for upper, lower in pairs:
+            loop_backward(net, x, lower, upper)
+        loops.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        gradients.compute(ctx, gradients.options({"mode": "auto"}))
+        ours.append(time.perf_counter() - t0)
+    return {"loop_s": min(loops), "auto_s": min(ours), "speedup": min(loops) / min(ours)}
+
+
 def t6_state(n_small: int = 64, n_large: int = 256) -> dict:
     from sa_frame.engine.config import build_config
     from sa_frame.engine.run import execute
@@ -121,7 +142,8 @@ def t7_stacked(configs: int = 33, images: int = 4) -> dict:
 
 def main() -> None:
     torch.manual_seed(0)
-    print(json.dumps({"T5": t5_modes(), "T6": t6_state(), "T7": t7_stacked()}, indent=2))
+    print(json.dumps({"T5": t5_modes(), "T5_all_pairs": t5_all_pairs(), "T6": t6_state(), "T7": t7_stacked()},
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -72,48 +72,57 @@ def lower_outputs(ctx: RelevanceContext) -> dict[str, Tensor]:
     return out
 
 
-def upper_of_lower(ctx: RelevanceContext, lower: str, upper: str) -> Callable[[Tensor], Tensor]:
-    """f(a) = the reduced upper output (B, K_up) when the lower checkpoint outputs `a`: the
-    network's forward with that output replaced (works for any architecture in which the
-    upper checkpoint depends on the input only through the lower one)."""
-
-    def f(a: Tensor) -> Tensor:
-        got: dict[str, Tensor] = {}
-        h1 = ctx.modules[lower].register_forward_hook(lambda _m, _i, _o: a)
-        h2 = ctx.modules[upper].register_forward_hook(lambda _m, _i, o: got.__setitem__("u", o))
-        try:
-            ctx.net(ctx.inputs)
-        finally:
-            h1.remove()
-            h2.remove()
-        return reduce_upper(got["u"], ctx.upper)
-
-    return f
+class _Stop(Exception):
+    """Raised by a hook once every needed checkpoint output is recorded (the rest of the forward is skipped)."""
 
 
-def gradient_vjp(f: Callable[[Tensor], Tensor], a: Tensor, k_up: int, absolute_first: bool) -> Tensor:
-    """(B, K_up, K_low): positional means of d f_n / d a by reverse mode, K_up cotangents
-    vectorised (VJP_CHUNK at a time) over one graph; |.| before the mean when `absolute_first`."""
-    a = a.detach().requires_grad_(True)
-    with torch.enable_grad():
-        u = f(a)
-        out = []
-        chunk = VJP_CHUNK_CUDA if a.is_cuda else VJP_CHUNK
-        for start in range(0, k_up, chunk):
-            n = min(chunk, k_up - start)
-            cot = torch.zeros(n, *u.shape, dtype=u.dtype, device=u.device)
-            cot[torch.arange(n), :, torch.arange(start, start + n)] = 1.0
-            if n == 1:  # one plain backward pass
-                (g,) = torch.autograd.grad(u, a, cot[0], retain_graph=True)
-                g = g.unsqueeze(0)
-            else:
-                with quiet_jit():
-                    (g,) = torch.autograd.grad(u, a, cot, retain_graph=True, is_grads_batched=True)  # (n, B, ..)
-            out.append(channel_mean((g.abs() if absolute_first else g).flatten(0, 1)).view(n, a.shape[0], -1))
+def segmented_forward(ctx: RelevanceContext, leaves: dict[str, Tensor], needed: set[str]) -> dict[str, Tensor]:
+    """One forward in which each checkpoint named in `leaves` outputs its leaf instead of what it
+    computed, so that every other checkpoint's recorded output depends on the leaves only
+    through the layers since the last one; stops once the `needed` outputs are recorded."""
+    got: dict[str, Tensor] = {}
+
+    def hook(name: str) -> Callable[..., Tensor]:
+        def record(_m: nn.Module, _i: tuple, output: Tensor) -> Tensor:
+            got[name] = output
+            if needed <= got.keys():
+                raise _Stop
+            return leaves.get(name, output)
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in ctx.modules.items()]
+    try:
+        ctx.net(ctx.inputs)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
+def vjp_means(u: Tensor, a: Tensor, absolute_first: bool) -> Tensor:
+    """(B, K_up, K_low): positional means of d u_n / d a by reverse mode, one backward pass per
+    upper neuron on the CPU (VJP_CHUNK_CUDA cotangents batched on a GPU) through the graph
+    already built; |.| before the mean when `absolute_first`."""
+    out = []
+    chunk = VJP_CHUNK_CUDA if a.is_cuda else VJP_CHUNK
+    k_up = u.shape[1]
+    for start in range(0, k_up, chunk):
+        n = min(chunk, k_up - start)
+        cot = torch.zeros(n, *u.shape, dtype=u.dtype, device=u.device)
+        cot[torch.arange(n), :, torch.arange(start, start + n)] = 1.0
+        if n == 1:  # one plain backward pass
+            (g,) = torch.autograd.grad(u, a, cot[0], retain_graph=True)
+            g = g.unsqueeze(0)
+        else:
+            with quiet_jit():
+                (g,) = torch.autograd.grad(u, a, cot, retain_graph=True, is_grads_batched=True)  # (n, B, ..)
+        out.append(channel_mean((g.abs() if absolute_first else g).flatten(0, 1)).view(n, a.shape[0], -1))
     return torch.cat(out).permute(1, 0, 2)
 
 
-def gradient_jvp(f: Callable[[Tensor], Tensor], a: Tensor) -> Tensor:
+def jvp_means(f: Callable[[Tensor], Tensor], a: Tensor) -> Tensor:
     """(B, K_up, K_low): the same signed means by forward mode, one all-ones tangent per
     lower channel (vectorised JVP_CHUNK at a time), divided by the number of positions."""
     from torch.func import jvp, vmap
@@ -147,16 +156,28 @@ class Gradients(Relevance):
         if options.abs == "before" and options.mode == "jvp":
             raise UsageError("relevance 'gradients': abs=before needs per-position derivatives: use mode=vjp or auto")
         lowers = lower_outputs(ctx)
+
+        def forward_mode(upper: str, lower: str) -> bool:
+            k_up, k_low = reduce_upper(lowers[upper], ctx.upper).shape[1], lowers[lower].shape[1]
+            return options.mode == "jvp" or (options.mode == "auto" and JVP_ADVANTAGE * k_low <= k_up
+                                             and options.abs == "after")
+
         out = {}
-        for upper, lower in ctx.pairs:
-            a = lowers[lower]
-            k_up, k_low = reduce_upper(lowers[upper], ctx.upper).shape[1], a.shape[1]
-            f = upper_of_lower(ctx, lower, upper)
-            forward = options.mode == "jvp" or (options.mode == "auto" and JVP_ADVANTAGE * k_low <= k_up
-                                                and options.abs == "after")
-            g = gradient_jvp(f, a) if forward else gradient_vjp(f, a, k_up, options.abs == "before")
-            out[f"{upper}|{lower}"] = g.abs().detach()
-        return out
+        reverse = [(u, lo) for u, lo in ctx.pairs if not forward_mode(u, lo)]
+        if reverse:  # one forward for every reverse-mode pair: each lower checkpoint a leaf
+            leaves = {lo: lowers[lo].clone().requires_grad_(True) for _, lo in reverse}
+            with torch.enable_grad():
+                got = segmented_forward(ctx, leaves, {u for u, _ in reverse})
+                for u, lo in reverse:
+                    g = vjp_means(reduce_upper(got[u], ctx.upper), leaves[lo], options.abs == "before")
+                    out[f"{u}|{lo}"] = g.abs().detach()
+        for u, lo in ctx.pairs:
+            if (u, lo) not in reverse:
+                def f(a: Tensor, u: str = u, lo: str = lo) -> Tensor:
+                    return reduce_upper(segmented_forward(ctx, {lo: a}, {u})[u], ctx.upper)
+
+                out[f"{u}|{lo}"] = jvp_means(f, lowers[lo]).abs().detach()
+        return {f"{u}|{lo}": out[f"{u}|{lo}"] for u, lo in ctx.pairs}
 
 
 class Activations(Relevance):
