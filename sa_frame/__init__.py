@@ -61,6 +61,11 @@ _LAZY = {
     "Capture": "sa_frame.engine.capture",
     "Masking": "sa_frame.engine.capture",
     "StackedMasking": "sa_frame.engine.capture",
+    # step-wise sensitivity on tensors: relevance maps of any model, dependency graphs
+    "relevance_maps": "sa_frame.engine.relevance_api",
+    "dependency_graph": "sa_frame.engine.dependency_graph",
+    "Graph": "sa_frame.engine.dependency_graph",
+    "split_pair": "sa_frame.engine.dependency_graph",
     "ForwardHooks": "sa_frame.engine.capture",
     "mask_factor": "sa_frame.engine.capture",
     "resolve_modules": "sa_frame.engine.capture",

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 import sa_frame
-from sa_frame import RelevanceContext
-from sa_frame.plugins.ssa.graph import dependency_graph
+from sa_frame import RelevanceContext, dependency_graph
 from tests.cli_runner import cli
 
 

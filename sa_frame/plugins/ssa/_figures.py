@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import save_figure
-from sa_frame.plugins.ssa.graph import split_pair
+from sa_frame import save_figure, split_pair
 
 
 def pyplot() -> Any:

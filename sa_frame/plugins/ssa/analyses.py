@@ -12,9 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import Analysis, Progress, ResultsFile, UsageError, no_progress, option, rebuild
+from sa_frame import (
+    Analysis,
+    Graph,
+    Progress,
+    ResultsFile,
+    UsageError,
+    dependency_graph,
+    no_progress,
+    option,
+    rebuild,
+    split_pair,
+)
 from sa_frame.plugins.ssa._figures import cluster_figure, eval_figure, graph_figure
-from sa_frame.plugins.ssa.graph import Graph, dependency_graph, split_pair
 
 AGGREGATIONS = {"mean": "relevance", "tukey": "outlier_frequency"}
 

@@ -1,5 +1,6 @@
 """Dependency graphs from relevance maps (SSA steps III-IV and the downward recursion), on
-plain arrays so that they serve the analyses and tensors of any model alike.
+plain arrays so that they serve the ssa analyses and `sa_frame.relevance_maps` of any model
+alike (public as `sa_frame.dependency_graph` and `sa_frame.Graph`).
 
 Starting from the upper neurons of the top pair (a class's logit, or every output), each
 pair top-down selects the lower neurons that matter to the selected upper ones:
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sa_frame import UsageError
+from sa_frame.core.errors import UsageError
 
 MODES = ("global", "local")
 
