@@ -72,7 +72,7 @@ def run(
                                                "(shared, default) or one per image (per-image)")] = None,
     relevance: Annotated[str | None, typer.Option(
         "--relevance", help="step-wise run (estimator ssa): gradients (default), activations, weights, "
-        "weight-activations, with [:key=value,...]")] = None,
+        "weight-activations, weight-gradients, with [:key=value,...]")] = None,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
                                              "complete results file")] = False,
 ) -> None:

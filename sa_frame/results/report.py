@@ -46,12 +46,15 @@ def shown_note(key: str, estimator: Estimator) -> str:
 
 def group_means(value: np.ndarray | None, n_groups: int, grouped: bool = True) -> np.ndarray | None:
     """Mean over all activations of one shown map per group (one mean for a map without the
-    group axis); None if the map is absent."""
+    group axis); None if the map is absent; NaN for a group without any defined value (e.g. a
+    class no image of a step-wise run belonged to)."""
     if value is None:
         return None
-    if not grouped or value.ndim == 0 or value.shape[0] != n_groups:  # a map without a group axis (e.g. cov)
-        return np.array([np.nanmean(value)])
-    return np.nanmean(value.reshape(n_groups, -1), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice": NaN is the answer
+        if not grouped or value.ndim == 0 or value.shape[0] != n_groups:  # a map without a group axis (e.g. cov)
+            return np.array([np.nanmean(value)])
+        return np.nanmean(value.reshape(n_groups, -1), axis=1)
 
 
 def summary_rows(results: ResultsFile, key: str, estimator: Estimator | None = None) \

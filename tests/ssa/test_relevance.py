@@ -55,6 +55,25 @@ def test_activation_relevances_are_the_lower_mean_absolute_activations():
     torch.testing.assert_close(wa["l2|l1"], net.l2.weight.detach().abs()[None] * h[:, None, :])
 
 
+def test_weight_gradients_of_a_linear_layer_are_the_lower_activations_over_k_up():
+    """d mean_n(W a + b)_n / d W_nk = a_k / K_up for every image."""
+    net = linear_net()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    ctx = context(net, x, ["inp", "l1", "l2"])
+    got = sa_frame.lookup("relevance", "weight-gradients").compute(ctx, None)
+    h = net.l1(x).detach()
+    torch.testing.assert_close(got["l2|l1"], (h.abs() / 2)[:, None, :].expand(-1, 2, -1))
+    torch.testing.assert_close(got["l1|inp"], (x.abs() / 3)[:, None, :].expand(-1, 3, -1))
+
+
+def test_weight_gradients_run_on_the_demo_cnn(tmp_path):
+    code, _, err = cli("run", "--estimator", "ssa", "--relevance", "weight-gradients", "--checkpoints",
+                       "features.2,features.3", "--n", "16", "--quiet", "--out", tmp_path / "w.h5")
+    assert code == 0, err
+    rel = sa_frame.ResultsFile(tmp_path / "w.h5").dataset("checkpoints/features.3|features.2/relevance")
+    assert rel.shape == (11, 32, 16) and np.all(rel[-1] >= 0)
+
+
 def test_vjp_equals_jvp_on_the_demo_cnn():
     spec = sa_frame.lookup("model", "demo-cnn")
     net = spec.build()

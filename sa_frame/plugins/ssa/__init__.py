@@ -15,9 +15,9 @@ from sa_frame import hookimpl
 
 @hookimpl
 def register_relevances(register: Callable[[Any], None]) -> None:
-    from sa_frame.plugins.ssa.relevances import Activations, Gradients, WeightActivations, Weights
+    from sa_frame.plugins.ssa.relevances import Activations, Gradients, WeightActivations, WeightGradients, Weights
 
-    for relevance in (Gradients(), Activations(), Weights(), WeightActivations()):
+    for relevance in (Gradients(), Activations(), Weights(), WeightActivations(), WeightGradients()):
         register(relevance)
 
 

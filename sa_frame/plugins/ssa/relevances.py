@@ -10,6 +10,9 @@
 - `weights`: |W| of the weighted layer (conv or linear) between the two checkpoints,
   averaged over kernel positions (data-independent).
 - `weight-activations`: |W| x mean |activation| (PatternNet-like).
+- `weight-gradients`: what the authors' evaluation code calls gradients — |d mean(output of
+  the weighted layer) / d W| per image, kernel positions averaged (per-sample gradients by
+  torch.func), named apart from eq. 1.
 """
 
 from __future__ import annotations
@@ -196,8 +199,14 @@ class Activations(Relevance):
 
 
 def connecting_weights(ctx: RelevanceContext, lower: str, upper: str, outputs: dict[str, Tensor]) -> Tensor:
-    """(K_up, K_low): |W| averaged over kernel positions of the one weighted layer that reads the
-    lower checkpoint's output and has as many outputs as the upper checkpoint has neurons."""
+    """(K_up, K_low): |W| averaged over kernel positions of the layer between the checkpoints."""
+    w = connecting_layer(ctx, lower, upper, outputs).weight.detach().abs()
+    return w.flatten(2).mean(-1) if w.dim() > 2 else w
+
+
+def connecting_layer(ctx: RelevanceContext, lower: str, upper: str, outputs: dict[str, Tensor]) -> nn.Module:
+    """The one weighted layer (conv or linear) that reads the lower checkpoint's output and has as
+    many outputs as the upper checkpoint has neurons (UsageError otherwise)."""
     seen: list[tuple[nn.Module, int]] = []
     target = outputs[lower]
     weighted = [m for m in ctx.net.modules() if isinstance(getattr(m, "weight", None), Tensor)
@@ -218,8 +227,7 @@ def connecting_weights(ctx: RelevanceContext, lower: str, upper: str, outputs: d
     if len(fitting) != 1:
         raise UsageError(f"relevance weights: no single conv or linear layer reads checkpoint {lower!r} and gives "
                          f"the {k_up} neurons of {upper!r}; choose checkpoints around one weighted layer")
-    w = fitting[0].weight.detach().abs()
-    return w.flatten(2).mean(-1) if w.dim() > 2 else w
+    return fitting[0]
 
 
 class Weights(Relevance):
@@ -242,3 +250,26 @@ class WeightActivations(Relevance):
         outs = lower_outputs(ctx)
         return {f"{u}|{lo}": connecting_weights(ctx, lo, u, outs)[None] * channel_mean(outs[lo].abs())[:, None, :]
                 for u, lo in ctx.pairs}
+
+
+class WeightGradients(Relevance):
+    name = "weight-gradients"
+    description = ("the research code's 'gradients': |d mean(layer output) / d W| of the layer between the "
+                   "checkpoints, per image, kernel positions averaged")
+
+    def compute(self, ctx: RelevanceContext, options: Any) -> dict[str, Tensor]:
+        from torch.func import functional_call, grad, vmap
+
+        outs = lower_outputs(ctx)
+        result = {}
+        for u, lo in ctx.pairs:
+            layer = connecting_layer(ctx, lo, u, outs)
+            params = {k: v.detach() for k, v in layer.named_parameters()}
+
+            def loss(weight: Tensor, x: Tensor, layer: nn.Module = layer, params: dict = params) -> Tensor:
+                return functional_call(layer, {**params, "weight": weight}, (x.unsqueeze(0),)).mean()
+
+            with quiet_jit():
+                g = vmap(grad(loss), in_dims=(None, 0))(params["weight"], outs[lo])  # (B, K_up, K_low, ...)
+            result[f"{u}|{lo}"] = g.abs().flatten(3).mean(-1) if g.dim() > 3 else g.abs()
+        return result
