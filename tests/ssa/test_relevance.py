@@ -44,6 +44,24 @@ def test_gradients_of_a_linear_network_are_the_absolute_weights(mode):
     torch.testing.assert_close(weights.compute(ctx, None)["l2|l1"], out["l2|l1"], rtol=0, atol=1e-12)
 
 
+def test_a_model_without_autograd_is_one_clear_error():
+    class NoGrad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.l1 = nn.Identity(), nn.Linear(4, 3)
+
+        def forward(self, x):
+            with torch.no_grad():
+                return self.l1(self.inp(x))
+
+    net = NoGrad().eval()
+    ctx = context(net, torch.randn(2, 4), ["inp", "l1"])
+    g = sa_frame.lookup("relevance", "gradients")
+    with pytest.raises(sa_frame.UsageError, match="runs without autograd"):
+        g.compute(ctx, g.options({"mode": "vjp"}))
+    assert sa_frame.lookup("relevance", "activations").compute(ctx, None)["l1|inp"].shape == (2, 3, 4)
+
+
 def test_activation_relevances_are_the_lower_mean_absolute_activations():
     net = linear_net()
     x = torch.randn(5, 4, dtype=torch.float64)

@@ -172,6 +172,11 @@ class Gradients(Relevance):
             with torch.enable_grad():
                 got = segmented_forward(ctx, leaves, {u for u, _ in reverse})
                 for u, lo in reverse:
+                    if not got[u].requires_grad:
+                        raise UsageError(f"relevance 'gradients': checkpoint {u!r} does not depend differentiably on "
+                                         f"{lo!r} (the model's forward runs without autograd, e.g. under no_grad "
+                                         f"or inference_mode); use a relevance without gradients: activations, "
+                                         f"weights, weight-activations")
                     g = vjp_means(reduce_upper(got[u], ctx.upper), leaves[lo], options.abs == "before")
                     out[f"{u}|{lo}"] = g.abs().detach()
         for u, lo in ctx.pairs:
