@@ -82,16 +82,6 @@ class RelevanceRunner:
 
     def process(self, acc: Accumulator, blocks: Iterable[int], on_block_done: Callable[[int], None],
                 progress: Callable[[int], None], forward: Callable[..., dict[str, Tensor]] | None = None) -> None:
-        """Like `Runner.process`, without its capture hooks: the classifier's output stays the logits."""
-        run, step = self.run, self.run.rows_per_batch
-        forward = forward or self.forward
-        for done, k in enumerate(blocks, 1):
-            block = run.design.block(k)
-            values = run.problem.values(block.unit, block.known)
-            for start in range(0, block.n_rows, step):
-                rows = slice(start, min(start + step, block.n_rows))
-                outputs = forward(block.unit[rows], values[rows])
-                acc.update(block, outputs, rows)
-                outputs.clear()
-                progress(rows.stop - rows.start)
-            on_block_done(done)
+        """`Runner.process` with the relevances as outputs and no capture hooks: the classifier's
+        output stays the logits (the forward enables autograd itself where the relevance needs it)."""
+        self.runner.process(acc, blocks, on_block_done, progress, forward or self.forward, capture=False)

@@ -7,6 +7,7 @@ dropped before the next one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 import torch
@@ -109,14 +110,16 @@ class Runner:
         return self.capture.outputs
 
     def process(self, acc: Accumulator, blocks: Iterable[int], on_block_done: Callable[[int], None],
-                progress: Progress, forward: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None) -> None:
+                progress: Progress, forward: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None,
+                capture: bool = True) -> None:
         """Fold design `blocks` into `acc`; after each, `on_block_done(number of blocks done here)`.
-        `forward` maps rows to activations (default: the network's checkpoints; segment analyses
-        pass their own)."""
+        `forward` maps rows to outputs (default: the network's checkpoints; segment analyses and
+        step-wise runs pass their own); `capture=False` leaves the capture hooks (and the
+        classifier's softmax) out."""
         run = self.run
         step = run.rows_per_batch
         forward = forward or self.forward
-        with torch.no_grad(), self.capture:
+        with torch.no_grad(), self.capture if capture else contextlib.nullcontext():
             for done, k in enumerate(blocks, 1):
                 block = run.design.block(k)
                 values = run.problem.values(block.unit, block.known)
