@@ -283,3 +283,20 @@ def test_target_all_gives_every_class_and_predicted_the_argmax(tmp_path):
     run_maps(tmp_path, per_class=1, n=16, target="predicted")
     with h5py.File(tmp_path / "m.h5") as f:
         assert list(f["images/target"][()]) == [1, 1] == list(f["images/predicted"][()])
+
+
+def test_schema_1_files_still_read(tmp_path):
+    """A results file written before region runs (schema 1, no mode attribute) reads as an
+    augmentation run; an unknown schema is refused with one line."""
+    out = tmp_path / "v1.h5"
+    assert cli("run", "--quick", "--n", "16", "--quiet", "--out", out)[0] == 0
+    with h5py.File(out, "a") as f:
+        f.attrs["schema_version"] = 1
+        del f.attrs["mode"]
+    code, shown, err = cli("show", out)
+    assert code == 0 and "complete" in shown, err
+    assert ResultsFile(out).checkpoint_maps()["fc"]["S1"].shape[0] == ResultsFile(out).variables()["groups"].size
+    with h5py.File(out, "a") as f:
+        f.attrs["schema_version"] = 3
+    code, _, err = cli("show", out)
+    assert code == 2 and "schema version 3 (this sa-frame reads 1, 2)" in err
