@@ -105,20 +105,23 @@ class RegionRunner:
                 out[name][start:start + y.shape[0]] = y
         return {name: y.view(r_count, m, *y.shape[1:]) for name, y in out.items()}
 
-    def image_scores(self, values: Tensor, progress: Callable[[int], None] = lambda n: None) -> Tensor:
-        """Target scores (M, K) of every image under K region-value configurations of its own,
-        `values` (M, K, L) (masking and sensitivity-n evaluate these)."""
+    def image_scores(self, values: Tensor, progress: Callable[[int], None] = lambda n: None,
+                     images: Tensor | None = None) -> Tensor:
+        """Target scores (m, K) of images under K region-value configurations of their own,
+        `values` (m, K, L) (masking and sensitivity-n evaluate these); `images` the (m,) indices of
+        the run's images they belong to (default: all M, in order)."""
         s, batch = self.setup, self.run.config.batch_size
         m, k = values.shape[:2]
         values = torch.as_tensor(values).to(s.images.device)
-        target = self.base()["target"].to(s.images.device)
+        which = torch.arange(m) if images is None else torch.as_tensor(images).long()
+        target = self.base()["target"][which].to(s.images.device)
+        pictures, labels = s.images[which.to(s.images.device)], s.labels[which.to(s.images.device)]
         out = torch.empty(m * k, dtype=torch.float64)
         with torch.no_grad():
             for start in range(0, m * k, batch):
                 p = torch.arange(start, min(start + batch, m * k), device=s.images.device)
                 image, config = p // k, p % k
-                x = s.perturbation.apply(s.images[image], s.labels[image], values[image, config],
-                                         s.perturbation_options)
+                x = s.perturbation.apply(pictures[image], labels[image], values[image, config], s.perturbation_options)
                 score = self.score(self.net(self.run.spec.normalize(x)))
                 out[start:start + p.numel()] = score.gather(1, target[image].view(-1, 1)).squeeze(1).double().cpu()
                 progress(p.numel())

@@ -104,12 +104,16 @@ class RegionScorer:
         self.masked = setup.perturbation.masked(setup.perturbation_options)
         self.base = self.runner.base()["base_score"].double().numpy()
 
-    def drops(self, chosen: np.ndarray, progress: Any = lambda n: None) -> np.ndarray:
-        """(M, K) score drops base - score when the regions `chosen` (M, K, L) are masked."""
+    def drops(self, chosen: np.ndarray, progress: Any = lambda n: None, images: np.ndarray | None = None) \
+            -> np.ndarray:
+        """(m, K) score drops base - score when the regions `chosen` (m, K, L) of the run's images
+        `images` (default: all) are masked."""
         import torch
 
+        which = np.arange(chosen.shape[0]) if images is None else np.asarray(images)
         values = torch.from_numpy(np.where(chosen, self.masked, self.identity))
-        return self.base[:, None] - self.runner.image_scores(values, progress).numpy()
+        scores = self.runner.image_scores(values, progress, torch.from_numpy(which))
+        return self.base[which, None] - scores.numpy()
 
 
 @dataclass
@@ -179,6 +183,21 @@ class SensitivityOptions:
     device: str = option("", "device of the forwards (default: the run's)")
 
 
+#: cells of one chunk's random-subset array (images x fractions x subsets x regions): ~160 MB of bools
+SUBSET_CELLS = 2 * 10**7
+
+
+def random_subsets(empty: np.ndarray, fractions: np.ndarray, subsets: int, rng: np.random.Generator) -> np.ndarray:
+    """(m, F, S, L) bool: per image and fraction f, `subsets` random sets of round(f x its
+    non-empty regions) regions (at least one): the first k of a random order of them."""
+    m, n = empty.shape
+    present = (~empty).sum(1)
+    keys = np.where(empty[:, None, None, :], np.inf, rng.random((m, fractions.size, subsets, n)))
+    position = np.argsort(np.argsort(keys, axis=-1, kind="stable"), axis=-1, kind="stable")
+    k = np.maximum(1, np.rint(fractions[None, :] * present[:, None])).astype(int)  # (m, F)
+    return position < k[:, :, None, None]
+
+
 def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson correlation along the last axis (NaN where either side is constant)."""
     xc, yc = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
@@ -200,18 +219,20 @@ class SensitivityNAnalysis(Analysis):
         scorer = RegionScorer(results, maps, options.device or None)
         ranked = rankings(maps, list(options.rank_by), scorer, options.samples, options.seed, progress)
         m, n = maps.n_images, maps.n_regions
-        present = (~maps.empty).sum(1)
-        rng = np.random.default_rng(options.seed)
-        # random subsets of each image's non-empty regions: the first k of a random order
-        keys = np.where(maps.empty[:, None, None, :], np.inf, rng.random((m, fractions.size, options.subsets, n)))
-        position = np.argsort(np.argsort(keys, axis=-1, kind="stable"), axis=-1, kind="stable")
-        k = np.maximum(1, np.rint(fractions[None, :] * present[:, None])).astype(int)  # (M, F)
-        subsets = position < k[:, :, None, None]  # (M, F, S, L)
-        advance = progress("masked forwards", subsets[:, :, :, 0].size)
-        drops = scorer.drops(subsets.reshape(m, -1, n), advance).reshape(m, fractions.size, options.subsets)
-        correlation = np.stack([pearson_rows(np.where(subsets, np.nan_to_num(r, neginf=0.0)[:, None, None, :], 0.0)
-                                             .sum(-1), drops) for r in ranked.values()])  # (K, M, F)
-        correlation = correlation.transpose(0, 2, 1)  # (K, F, M)
+        advance = progress("masked forwards", m * fractions.size * options.subsets)
+        # images in chunks, so that the (images, fractions, subsets, regions) subsets stay ~SUBSET_CELLS
+        chunk = max(1, SUBSET_CELLS // (fractions.size * options.subsets * n))
+        parts = []
+        for start in range(0, m, chunk):
+            images = np.arange(start, min(start + chunk, m))
+            subsets = random_subsets(maps.empty[images], fractions, options.subsets,
+                                     np.random.default_rng([options.seed, start]))  # (m, F, S, L)
+            drops = scorer.drops(subsets.reshape(len(images), -1, n), advance, images)
+            drops = drops.reshape(len(images), fractions.size, options.subsets)
+            summed = [np.where(subsets, np.nan_to_num(r[images], neginf=0.0)[:, None, None, :], 0.0).sum(-1)
+                      for r in ranked.values()]  # each (m, F, S): the subsets' summed importance
+            parts.append(np.stack([pearson_rows(x, drops) for x in summed]))  # (K, m, F)
+        correlation = np.concatenate(parts, axis=1).transpose(0, 2, 1)  # (K, F, M)
         with np.errstate(invalid="ignore"):
             mean = np.nanmean(correlation, axis=-1)
         return {"methods": np.array(list(ranked)), "fractions": fractions, "correlation": correlation,
