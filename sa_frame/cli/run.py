@@ -95,6 +95,10 @@ def run(
                                  regions=regions, perturbation=perturbation, images=images, per_class=per_class,
                                  partition=partition, score=score, target=target, design=design, relevance=relevance)
     file_values = load_config_file(config) if config else {}
+    if resume and config is None and out is not None:  # --resume alone: the configuration stored in the file
+        from sa_frame.engine.resume import stored_run_values
+
+        file_values = stored_run_values(out)
     if list_options:
         from sa_frame.core.registry import lookup
 

@@ -100,3 +100,18 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed
+
+
+#: settings of one invocation, not of the run: never taken from a stored configuration
+INVOCATION_KEYS = ("resume", "force", "quiet", "out")
+
+
+def stored_run_values(path: str | Path) -> dict[str, Any]:
+    """The configuration stored in an existing results file, as file values for `build_config`
+    (so that ``sa-frame run --resume --out r.h5`` needs no other flag); {} when there is no file."""
+    from sa_frame.results.store import ResultsFile
+
+    results = ResultsFile(path)
+    if not results.exists():
+        return {}
+    return {k: v for k, v in results.config().items() if k not in INVOCATION_KEYS}

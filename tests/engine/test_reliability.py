@@ -466,3 +466,41 @@ def test_huge_outputs_are_counted_as_non_finite_not_turned_into_nan_indices():
     res = sa_frame.estimate(problem, fn, n=256, seed=0)
     assert res["nonfinite"].tolist() == [0, huge["rows"]]
     assert np.isfinite(res["S1"]).all() and res["S1"][0, 1] > 0.9  # the rest still says: only a matters
+
+
+def test_resume_with_out_alone_takes_the_stored_configuration(tmp_path):
+    """`sa-frame run --resume --out r.h5` continues an interrupted run with the configuration stored
+    in the file (no other flag) and ends with the uninterrupted numbers exactly."""
+    import os
+    import signal
+
+    import h5py
+
+    from sa_frame.engine.config import build_config
+    from sa_frame.engine.run import execute
+    from tests.cli_runner import cli
+
+    args = dict(estimator="sobol", n=64, seed=3, batch_size=96, save_every=1, quiet=True, quick=True,
+                options={"second_order": False})
+    whole = tmp_path / "whole.h5"
+    execute(build_config({}, {**args, "out": str(whole)}))
+    calls = {"n": 0}
+
+    def stop_after_two(total, done):
+        def advance(rows):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+        return advance
+
+    part = tmp_path / "part.h5"
+    with pytest.raises(Exception):
+        execute(build_config({}, {**args, "out": str(part)}), stop_after_two)
+    code, _, err = cli("run", "--resume", "--out", part, "--quiet")
+    assert code == 0, err
+    with h5py.File(whole) as a, h5py.File(part) as b:
+        assert b.attrs["status"] == "complete"
+        for key in a["checkpoints/fc"]:
+            np.testing.assert_array_equal(a["checkpoints/fc"][key][()], b["checkpoints/fc"][key][()])
+    code, _, err = cli("run", "--resume", "--out", tmp_path / "absent.h5", "--quiet")
+    assert code == 2 and "nothing to resume" in err
