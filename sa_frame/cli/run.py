@@ -73,6 +73,8 @@ def run(
     relevance: Annotated[str | None, typer.Option(
         "--relevance", help="step-wise run (estimator ssa): gradients (default), activations, weights, "
         "weight-activations, weight-gradients, with [:key=value,...]")] = None,
+    compression: Annotated[str | None, typer.Option("--compression", help="gzip (default: any HDF5 reader opens "
+                                                    "the file) or lzf (faster, h5py only)")] = None,
     keep_state: Annotated[bool, typer.Option("--keep-state", help="keep the float64 accumulator state in the "
                                              "complete results file")] = False,
 ) -> None:
@@ -93,7 +95,8 @@ def run(
                                  save_every=save_every, quick=quick or None, resume=resume or None,
                                  force=force or None, quiet=quiet or None, keep_state=keep_state or None,
                                  regions=regions, perturbation=perturbation, images=images, per_class=per_class,
-                                 partition=partition, score=score, target=target, design=design, relevance=relevance)
+                                 partition=partition, score=score, target=target, design=design, relevance=relevance,
+                                 compression=compression)
     file_values = load_config_file(config) if config else {}
     if resume and config is None and out is not None:  # --resume alone: the configuration stored in the file
         from sa_frame.engine.resume import stored_run_values

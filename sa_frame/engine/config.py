@@ -21,7 +21,7 @@ OPTION_ALIASES = ("n_outer", "n_inner", "players", "second_order")
 RESULTS_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 MAX_SIZE = 2**30  # design sizes beyond this are a typo, not a run that could finish
 # Keys that do not change the numbers (left out of the resume check).
-NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "keep_state"})
+NON_IDENTITY = frozenset({"out", "resume", "force", "quiet", "save_every", "keep_state", "compression"})
 
 
 @dataclass
@@ -48,6 +48,8 @@ class RunConfig:
     force: bool = False
     quiet: bool = False
     keep_state: bool = False
+    #: compression of the results' large arrays: gzip (any HDF5 reader) or lzf (h5py only)
+    compression: str = "gzip"
     #: region runs: the segmenter (``grid:cells=4``), the perturbation, which images, the score
     regions: str | None = None
     perturbation: str = "scale"
@@ -152,6 +154,8 @@ def build_config(file_values: dict[str, Any], flags: dict[str, Any], source: str
     if config.postprocess not in ("none", "minmax"):
         raise UsageError(f"postprocess must be 'none' or 'minmax' (the research code's per-image min-max), "
                          f"got {config.postprocess!r}")
+    if config.compression not in ("gzip", "lzf"):
+        raise UsageError(f"compression must be gzip (any HDF5 reader) or lzf (h5py only), got {config.compression!r}")
     if config.save_every < 1:
         raise UsageError(f"save_every must be >= 1 block, got {config.save_every}")
     return config

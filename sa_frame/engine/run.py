@@ -63,7 +63,7 @@ def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] 
         -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
     """Run (or resume) a configuration, alone or as one of torchrun's processes; returns the plan,
     the index maps (None on ranks other than 0) and the wall time."""
-    results = ResultsFile(config.out)
+    results = ResultsFile(config.out, compression=config.compression)
     start_block = check_existing(results, config)
     world = join(resolve_device(config.device))
     stop = StopRequest()  # one process: a signal stops at the next block boundary, saved

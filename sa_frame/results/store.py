@@ -57,10 +57,16 @@ def _decode(value: Any) -> Any:
 FLOAT32_SECTIONS = frozenset({"checkpoints"})
 
 
-def _write_tree(group: h5py.Group, tree: Mapping[str, Any], float32: bool = False) -> None:
+#: compressions of large arrays: gzip (every HDF5 reader opens it; level 1 writes in about 1.5x
+#: LZF's time at a slightly smaller size, benchmarks/compression.py) or LZF (h5py only)
+COMPRESSIONS = {"gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"}}
+
+
+def _write_tree(group: h5py.Group, tree: Mapping[str, Any], float32: bool = False,
+                compression: str = "gzip") -> None:
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            _write_tree(group.require_group(key), value, float32)
+            _write_tree(group.require_group(key), value, float32, compression)
         else:
             array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
             if array.dtype.kind == "U":
@@ -68,8 +74,7 @@ def _write_tree(group: h5py.Group, tree: Mapping[str, Any], float32: bool = Fals
             elif float32 and array.dtype == np.float64:
                 array = array.astype(np.float32)
             big = array.size > 1024 and array.dtype.kind in "fiub"
-            # LZF: several times faster than gzip at a similar ratio on these maps
-            group.create_dataset(key, data=array, compression="lzf" if big else None, shuffle=big)
+            group.create_dataset(key, data=array, shuffle=big, **(COMPRESSIONS[compression] if big else {}))
 
 
 SPACE_MARGIN = 1 << 20  # bytes beyond the arrays' own: HDF5 metadata, attributes
@@ -142,7 +147,10 @@ def _read_tree(group: h5py.Group) -> dict[str, Any]:
 class ResultsFile:
     """Read and atomically (re)write one run's results file."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, compression: str = "gzip") -> None:
+        if compression not in COMPRESSIONS:
+            raise UsageError(f"compression must be {' or '.join(COMPRESSIONS)}, got {compression!r}")
+        self.compression = compression
         self.path = Path(path)
         # attrs, variables and maps read once while the file is unchanged (by size and mtime)
         self._cache: dict[str, Any] = {}
@@ -279,7 +287,8 @@ class ResultsFile:
                         value = np.array([str(v) for v in value], dtype=h5py.string_dtype())
                     f.attrs[key] = value
                 for name, tree in sections.items():
-                    _write_tree(f.require_group(name), tree, float32=name in FLOAT32_SECTIONS)
+                    _write_tree(f.require_group(name), tree, float32=name in FLOAT32_SECTIONS,
+                                compression=self.compression)
             os.replace(tmp, self.path)
         except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
             tmp.unlink(missing_ok=True)
@@ -311,7 +320,7 @@ class ResultsFile:
                     if other != name:
                         src.copy(src[f"analyses/{other}"], analyses, name=other)
                 group = analyses.create_group(name)
-                _write_tree(group, tree)
+                _write_tree(group, tree, compression=self.compression)
                 for key, value in attrs.items():
                     group.attrs[key] = JSON_PREFIX + json.dumps(value, sort_keys=True) \
                         if isinstance(value, (dict, list)) else value

@@ -504,3 +504,22 @@ def test_resume_with_out_alone_takes_the_stored_configuration(tmp_path):
             np.testing.assert_array_equal(a["checkpoints/fc"][key][()], b["checkpoints/fc"][key][()])
     code, _, err = cli("run", "--resume", "--out", tmp_path / "absent.h5", "--quiet")
     assert code == 2 and "nothing to resume" in err
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])
+def test_maps_are_gzip_compressed_by_default_and_lzf_on_request(tmp_path, compression):
+    """gzip (with shuffle) opens in any HDF5 reader; --compression lzf gives the same numbers."""
+    import h5py
+
+    from tests.cli_runner import cli
+
+    out = tmp_path / f"{compression}.h5"
+    extra = [] if compression == "gzip" else ["--compression", "lzf"]
+    assert cli("run", "--quick", "--n", "16", "--quiet", "--out", out, *extra)[0] == 0
+    with h5py.File(out) as f:
+        big = [d for d in f["checkpoints"]["features.2"].values() if d.size > 1024]
+        assert big and all(d.compression == compression and d.shuffle for d in big)
+        values = f["checkpoints/features.2/S1"][()]
+    assert np.isfinite(values).any()
+    code, _, err = cli("run", "--quick", "--n", "16", "--quiet", "--out", tmp_path / "x.h5", "--compression", "zip")
+    assert code == 2 and "compression must be gzip" in err
