@@ -153,6 +153,7 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
     (["--regions", "gird:cells=4"], "did you mean 'grid'"),
     (["--regions", "grid:cells=4", "--perturbation", "scael"], "did you mean 'scale'"),
     (["--regions", "grid:cells=4", "--estimator", "contrast"], "cannot analyse regions"),
+    (["--regions", "grid:cells=4", "--estimator", "variance"], "cannot analyse regions"),
     (["--estimator", "sbsa"], "give --regions"),
     (["--regions", "grid:cells=100"], "does not fit images of 64 x 64"),
     (["--regions", "grid:cellz=4"], "unknown options"),

@@ -105,6 +105,7 @@ class VarianceEstimator(Estimator):
     outputs = ("mean", "var", "cov", "n", "nonfinite")
     summary = ("cov",)
     ungrouped = frozenset({"mean", "var", "cov", "n", "nonfinite"})
+    regions = "unsupported"  # no map per variable: nothing to say per region
 
     Options = VarianceOptions
     # the paper's 2^18 rows; the research code's test size; the demo's
