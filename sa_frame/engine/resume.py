@@ -108,10 +108,15 @@ INVOCATION_KEYS = ("resume", "force", "quiet", "out")
 
 def stored_run_values(path: str | Path) -> dict[str, Any]:
     """The configuration stored in an existing results file, as file values for `build_config`
-    (so that ``sa-frame run --resume --out r.h5`` needs no other flag); {} when there is no file."""
+    (so that ``sa-frame run --resume --out r.h5`` needs no other flag); {} when there is no
+    readable file."""
     from sa_frame.results.store import ResultsFile
 
     results = ResultsFile(path)
     if not results.exists():
         return {}
-    return {k: v for k, v in results.config().items() if k not in INVOCATION_KEYS}
+    try:
+        stored = results.config()
+    except (UsageError, KeyError):  # a damaged file: the resume check names it, with what to do
+        return {}
+    return {k: v for k, v in stored.items() if k not in INVOCATION_KEYS}
