@@ -114,8 +114,10 @@ def run(
         cfg.quiet = True
     console = Console(stderr=True, quiet=cfg.quiet)
     with ProgressBars(console, cfg.quiet) as bars:
+        notes = Console(stderr=True, soft_wrap=True)
         run_plan, maps, elapsed = execute(cfg, None if cfg.quiet else
-                                          lambda total, done: bars.task("sensitivity rows", total, done))
+                                          lambda total, done: bars.task("sensitivity rows", total, done),
+                                          notify=lambda note: notes.print(f"[yellow]note:[/] {note}"))
     if maps is None:
         return
     from sa_frame.engine.run import nonfinite_summary

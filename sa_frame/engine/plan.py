@@ -61,6 +61,8 @@ class RunPlan:
     relevance: tuple[Any, Any] | None = None
     #: the partition every row uses when the problem has no partition variable
     partition: int = 0
+    #: the size profile the defaults came from: paper, quick or demo
+    profile: str = "paper"
 
     @property
     def map_checkpoints(self) -> list[str]:
@@ -175,7 +177,7 @@ def plan(config: RunConfig, with_network: bool = True) -> RunPlan:
     if config.classifier_output not in ("softmax", "logits"):
         raise UsageError(f"classifier_output must be softmax or logits, got {config.classifier_output!r}")
     return RunPlan(config, spec, net, device, checkpoints, source, chain, problem, estimator, design, n, options,
-                   labels, n_outputs, regions, relevance, fixed_partition)
+                   labels, n_outputs, regions, relevance, fixed_partition, profile)
 
 
 def open_data(value: str, fmt: InputFormat) -> ImageSet:

@@ -59,21 +59,41 @@ def check_existing(results: ResultsFile, config: RunConfig) -> int:
     return int(attrs["blocks_done"])
 
 
-def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] | None = None) \
+#: a run with the defaults' sizes expected to take longer than this gets a note
+LONG_RUN_S = 3600.0
+
+
+def long_run_note(run: RunPlan, first_block_s: float, blocks_left: int, processes: int) -> str | None:
+    """A note when the paper's default size (no --n, no --quick) will take over LONG_RUN_S at the
+    speed of the first block, saying how to pick a size; None otherwise (the run goes on)."""
+    if run.config.n is not None or run.profile != "paper":
+        return None
+    expected = first_block_s * blocks_left / max(1, processes)
+    if expected <= LONG_RUN_S:
+        return None
+    return (f"this run uses the paper's size, n = {run.n:,} ({run.design.n_rows:,} rows), and at the speed of its "
+            f"first block it needs about {expected / 3600:.1f} h; it goes on (Ctrl-C saves, --resume continues). "
+            f"For a first look give a smaller --n (docs/estimators.md: sizes and intervals) or --quick")
+
+
+def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] | None = None,
+            notify: Callable[[str], None] | None = None) \
         -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
     """Run (or resume) a configuration, alone or as one of torchrun's processes; returns the plan,
-    the index maps (None on ranks other than 0) and the wall time."""
+    the index maps (None on ranks other than 0) and the wall time. `notify` receives notes a
+    person should see while the run goes on (a default size that will take hours)."""
     results = ResultsFile(config.out, compression=config.compression)
     start_block = check_existing(results, config)
     world = join(resolve_device(config.device))
     stop = StopRequest()  # one process: a signal stops at the next block boundary, saved
     with WriterLock(config.out) if world.is_main else contextlib.nullcontext(), \
             stop if world.size == 1 else contextlib.nullcontext():
-        return _execute(config, results, start_block, world, progress_factory, stop)
+        return _execute(config, results, start_block, world, progress_factory, stop, notify)
 
 
 def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: World,
-             progress_factory: Callable[[int, int], Progress] | None, stop: StopRequest) \
+             progress_factory: Callable[[int, int], Progress] | None, stop: StopRequest,
+             notify: Callable[[str], None] | None = None) \
         -> tuple[RunPlan, dict[str, dict[str, np.ndarray]] | None, float]:
     run = plan(config)
     why_not = run.estimator.split_error(run.design) if world.size > 1 else None
@@ -113,6 +133,10 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
     rounds_per_save = max(1, config.save_every // world.size)
 
     def save(rounds_done: int) -> None:
+        if rounds_done == 1 and notify is not None and world.is_main:  # the first block is the probe
+            note = long_run_note(run, time.perf_counter() - started, n_blocks - start_block, world.size)
+            if note:
+                notify(note)
         # every rank has finished `rounds_done` rounds of W blocks: the merged state is a prefix
         prefix = start_block + rounds_done * world.size
         stopping = stop.requested is not None and world.size == 1

@@ -523,3 +523,32 @@ def test_maps_are_gzip_compressed_by_default_and_lzf_on_request(tmp_path, compre
     assert np.isfinite(values).any()
     code, _, err = cli("run", "--quick", "--n", "16", "--quiet", "--out", tmp_path / "x.h5", "--compression", "zip")
     assert code == 2 and "compression must be gzip" in err
+
+
+def test_a_default_paper_size_run_that_takes_hours_gets_a_note_and_goes_on(tmp_path, monkeypatch):
+    """No --n on non-demo data: after the first block the run says how long the paper's size will
+    take and how to pick another; with --n it says nothing."""
+    import os
+    import signal
+
+    import sa_frame.engine.run as run_module
+
+    install()
+    monkeypatch.setattr(run_module, "LONG_RUN_S", 0.0)  # every default-size run counts as long here
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        os.kill(os.getpid(), signal.SIGINT)  # stop at the next block boundary: the note is what we test
+
+    config = build_config({}, dict(model="ka-ishigami", aug="ishigami", quiet=True, out=str(tmp_path / "p.h5"),
+                                   save_every=1))
+    with pytest.raises(Exception, match="interrupted"):
+        execute(config, notify=note)
+    assert len(notes) == 1 and "the paper's size, n = 131,072" in notes[0] and "--n" in notes[0]
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert f.attrs["status"] == "running"  # it went on until stopped, and saved
+    notes.clear()
+    execute(build_config({}, dict(model="ka-ishigami", aug="ishigami", n=64, quiet=True, out=str(tmp_path / "q.h5"))),
+            notify=note)
+    assert notes == []
