@@ -36,6 +36,18 @@ def complete_results(path: str) -> ResultsFile:
     return results
 
 
+#: an ST below this is no evidence of importance: PIR = S1 / ST is left undefined there
+TINY_ST = 1e-6
+
+
+def primary_index_ratio(s1: np.ndarray, st: np.ndarray, undefined: np.ndarray | None = None) -> np.ndarray:
+    """PIR = S1 / ST of a region run's maps (regions x images), NaN where ST <= TINY_ST or
+    `undefined` (empty regions, constant scores): the one definition summaries and analyses use."""
+    s1, st = np.asarray(s1, float), np.asarray(st, float)
+    missing = st <= TINY_ST if undefined is None else (st <= TINY_ST) | undefined
+    return np.where(missing, np.nan, s1 / np.where(missing, 1.0, st))
+
+
 def require_augmentation_run(results: ResultsFile, analysis: str) -> None:
     """UsageError when `results` is a region run (--regions): analyses of augmentation variables
     (masking, accuracy, segments, ...) have nothing to read there."""

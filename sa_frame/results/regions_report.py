@@ -8,10 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from sa_frame.results.maps import primary_index_ratio
 from sa_frame.results.store import ResultsFile
-
-#: an ST below this gives no PIR (a ratio of noise)
-TINY_ST = 1e-6
 
 
 def is_region_run(results: ResultsFile) -> bool:
@@ -42,8 +40,8 @@ def region_summary(results: ResultsFile) -> dict[str, Any]:
     if s1.ndim > 2:
         s1 = s1.mean(-1)
     empty = np.asarray(regions["empty"]).astype(bool).T
-    defined = (st > TINY_ST) & ~empty
-    pir = np.where(defined, s1 / np.where(defined, st, 1.0), np.nan)
+    pir = primary_index_ratio(s1, st, empty)
+    defined = np.isfinite(pir)
     count = np.asarray(regions["count"])
     order = np.argsort(-np.where(empty, -np.inf, st), axis=0)
     return {"images": int(st.shape[1]), "regions": int(st.shape[0]),

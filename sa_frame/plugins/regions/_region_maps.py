@@ -8,10 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import ResultsFile, UsageError
-
-#: an index below this is no evidence of importance (PIR is left undefined there)
-TINY_ST = 1e-6
+from sa_frame import ResultsFile, UsageError, maps
 
 
 @dataclass
@@ -47,9 +44,7 @@ class RegionMaps:
 
     def pir(self) -> np.ndarray:
         """(L, M) PIR = S1 / ST; NaN where ST is about 0, the region is empty or the score constant."""
-        undefined = (self.st <= TINY_ST) | self.empty.T | self.zero_variance[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(undefined, np.nan, self.s1 / np.where(undefined, 1.0, self.st))
+        return maps.primary_index_ratio(self.s1, self.st, self.empty.T | self.zero_variance[None, :])
 
 
 def read_region_maps(results: ResultsFile, analysis: str) -> RegionMaps:
@@ -61,14 +56,14 @@ def read_region_maps(results: ResultsFile, analysis: str) -> RegionMaps:
     if attrs.get("target") == "all":
         raise UsageError(f"analysis {analysis!r} needs one score per image: {results.path} was run with --target "
                          f"all; run with --target true or predicted")
-    maps = results.checkpoint_maps()["score"]
-    if "S1" not in maps or "ST" not in maps:
+    score = results.checkpoint_maps()["score"]
+    if "S1" not in score or "ST" not in score:
         raise UsageError(f"analysis {analysis!r} needs S1 and ST maps of the score (estimator sbsa or sobol); "
-                         f"{results.path} has {', '.join(maps)}")
+                         f"{results.path} has {', '.join(score)}")
     regions = results.read("regions")
     names = [str(n) for n in regions["names"]] if "names" in regions else None
-    return RegionMaps(np.asarray(maps["S1"], float), np.asarray(maps["ST"], float),
-                      np.asarray(regions["empty"]).astype(bool), np.asarray(maps["zero_variance"]).astype(bool),
+    return RegionMaps(np.asarray(score["S1"], float), np.asarray(score["ST"], float),
+                      np.asarray(regions["empty"]).astype(bool), np.asarray(score["zero_variance"]).astype(bool),
                       np.asarray(regions["labels"]), names, attrs)
 
 

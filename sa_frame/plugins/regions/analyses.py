@@ -83,11 +83,6 @@ class PirAnalysis(Analysis):
         return [pir_figure(outputs, prefix.with_suffix(".pir.png"))]
 
 
-def masked_values(maps: RegionMaps, chosen: np.ndarray, identity: float, masked: float) -> np.ndarray:
-    """(M, K, L) region values: `masked` where `chosen` (M, K, L), `identity` elsewhere."""
-    return np.where(chosen, masked, identity)
-
-
 class RegionScorer:
     """The run's network and perturbation, rebuilt, scoring images with regions masked."""
 
