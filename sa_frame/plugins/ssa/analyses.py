@@ -36,7 +36,6 @@ class SsaMaps:
     maps: dict[str, np.ndarray]
     pairs: list[str]
     groups: list[str]  # the classes, then "all"
-    modules: list[str]  # checkpoints, lower to upper
 
     @property
     def checkpoints(self) -> list[str]:
@@ -68,7 +67,7 @@ def read_ssa_maps(results: ResultsFile, analysis: str, aggregation: str = "mean"
     stored = results.checkpoint_maps()
     pairs = [str(p) for p in attrs["checkpoints"]]
     maps = {p: np.asarray(stored[p][AGGREGATIONS[aggregation]], float) for p in pairs}
-    return SsaMaps(maps, pairs, [str(g) for g in attrs["map_rows"]], [str(m) for m in attrs["modules"]])
+    return SsaMaps(maps, pairs, [str(g) for g in attrs["map_rows"]])
 
 
 @dataclass
@@ -196,8 +195,9 @@ class SsaEvalAnalysis(Analysis):
         n_groups, n_keep = len(data.groups), len(keeps)
         graphs = [[data.graph(g, "global", k, 3, 3) for k in keeps] for g in range(n_groups)]
         factors = {}
+        shapes = rebuilt_shapes(rebuilt, masked)
         for c in masked:
-            shape = rebuilt_shape(rebuilt, c)
+            shape = shapes[c]
             rows = [torch.from_numpy(graphs[g][t].mask(c, sizes[c])).float().view(-1, *[1] * (len(shape) - 1))
                     .expand(shape) for g in range(n_groups) for t in range(n_keep)]
             factors[c] = torch.stack([torch.ones(shape), *rows])  # config 0: the unpruned network
@@ -211,15 +211,10 @@ class SsaEvalAnalysis(Analysis):
         accuracy = np.full((len(names), n_keep), np.nan)
         unpruned = np.full(len(names), np.nan)
         for p, partition in enumerate(names):
-            classes, index, part = rebuilt.evaluation_images(options.per_class, partition)
-            labels = rebuilt.network_labels(classes).numpy()
-            predicted = np.empty((configs, len(classes)), dtype=np.int64)
-            advance = progress(f"stacked forwards ({partition})", len(classes))
-            for start in range(0, len(classes), options.batch_size):
-                rows = slice(start, start + options.batch_size)
-                images = rebuilt.source.load(classes[rows], index[rows], part[rows]).to(rebuilt.device)
-                predicted[:, rows] = stacked_predictions(rebuilt.net, factors, rebuilt.inputs(images), configs)
-                advance(images.shape[0])
+            images = rebuilt.evaluation_images(options.per_class, partition)
+            labels = rebuilt.network_labels(images[0]).numpy()
+            advance = progress(f"stacked forwards ({partition})", len(labels))
+            predicted = masked_predictions(rebuilt, factors, configs, images, options.batch_size, advance)
             unpruned[p] = float((predicted[0] == labels).mean())
             for t in range(n_keep):
                 accuracy[p, t] = float((predicted[1 + (n_groups - 1) * n_keep + t] == labels).mean())
@@ -250,6 +245,20 @@ class SsaEvalAnalysis(Analysis):
         return [eval_figure(outputs, prefix.with_suffix(".ssa-eval.png"))]
 
 
+def masked_predictions(rebuilt: Any, factors: Mapping[str, Any], configs: int, images: tuple[Any, Any, Any],
+                       batch_size: int, advance: Any) -> np.ndarray:
+    """(configs, N) top-1 classes of the evaluation `images` (classes, index, partition) under every
+    masking configuration, `batch_size` images per stacked forward."""
+    classes, index, part = images
+    predicted = np.empty((configs, len(classes)), dtype=np.int64)
+    for start in range(0, len(classes), batch_size):
+        rows = slice(start, start + batch_size)
+        loaded = rebuilt.source.load(classes[rows], index[rows], part[rows]).to(rebuilt.device)
+        predicted[:, rows] = stacked_predictions(rebuilt.net, factors, rebuilt.inputs(loaded), configs)
+        advance(loaded.shape[0])
+    return predicted
+
+
 def stacked_predictions(net: Any, factors: Mapping[str, Any], x: Any, configs: int) -> np.ndarray:
     """(configs, B) top-1 classes of a batch under every masking configuration, in one forward:
     the layers before the first masked checkpoint run once (its output is repeated); where a
@@ -271,8 +280,8 @@ def stacked_predictions(net: Any, factors: Mapping[str, Any], x: Any, configs: i
     raise UsageError("ssa-eval: the network's output does not follow the stacked masks (batch sizes disagree)")
 
 
-def rebuilt_shape(rebuilt: Any, checkpoint: str) -> tuple[int, ...]:
-    """Per-image output shape of a checkpoint of the rebuilt network (one forward of one image)."""
+def rebuilt_shapes(rebuilt: Any, checkpoints: list[str]) -> dict[str, tuple[int, ...]]:
+    """Per-image output shapes of checkpoints of the rebuilt network (one forward of one image)."""
     import torch
 
     from sa_frame import Capture
@@ -280,9 +289,9 @@ def rebuilt_shape(rebuilt: Any, checkpoint: str) -> tuple[int, ...]:
     source = rebuilt.source
     one = source.load(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long),
                       torch.zeros(1, dtype=torch.long)).to(rebuilt.device)
-    with torch.no_grad(), Capture(rebuilt.net, [checkpoint]) as cap:
+    with torch.no_grad(), Capture(rebuilt.net, checkpoints) as cap:
         rebuilt.net(rebuilt.inputs(one))
-    return cap.shapes()[checkpoint]
+    return cap.shapes()
 
 
 @dataclass
@@ -307,23 +316,19 @@ class SsaAblationAnalysis(Analysis):
         rebuilt = rebuild(results, options.device or None)
         if options.partition not in rebuilt.source.partitions:
             raise UsageError(f"ssa-ablation: partition {options.partition!r} not in {rebuilt.source.partitions}")
-        classes, index, part = rebuilt.evaluation_images(options.per_class, options.partition)
-        labels = rebuilt.network_labels(classes).numpy()
+        images = rebuilt.evaluation_images(options.per_class, options.partition)
+        labels = rebuilt.network_labels(images[0]).numpy()
         sizes, out = data.sizes(), {}
         lower_of = {split_pair(p)[1]: p for p in data.pairs}
+        shapes = rebuilt_shapes(rebuilt, data.checkpoints[1:])
         for c in data.checkpoints[1:]:
-            shape = rebuilt_shape(rebuilt, c)
+            shape = shapes[c]
             k = sizes[c]
             off = torch.ones(k + 1, k)
             off[torch.arange(1, k + 1), torch.arange(k)] = 0.0  # config 0: nothing zeroed; config j: neuron j-1
             factors = {c: off.view(k + 1, k, *[1] * (len(shape) - 1)).expand(k + 1, *shape).contiguous()}
-            predicted = np.empty((k + 1, len(classes)), dtype=np.int64)
-            advance = progress(f"ablation forwards ({c})", len(classes))
-            for start in range(0, len(classes), options.batch_size):
-                rows = slice(start, start + options.batch_size)
-                images = rebuilt.source.load(classes[rows], index[rows], part[rows]).to(rebuilt.device)
-                predicted[:, rows] = stacked_predictions(rebuilt.net, factors, rebuilt.inputs(images), k + 1)
-                advance(images.shape[0])
+            advance = progress(f"ablation forwards ({c})", len(labels))
+            predicted = masked_predictions(rebuilt, factors, k + 1, images, options.batch_size, advance)
             accuracy = (predicted == labels[None]).mean(1)
             drop = accuracy[0] - accuracy[1:]
             importance = data.maps[lower_of[c]][-1].mean(0)  # the "all" group, mean over upper neurons
