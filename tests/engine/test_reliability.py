@@ -12,6 +12,7 @@ from sa_frame import ResultsFile, UsageError
 from sa_frame.engine.config import build_config
 from sa_frame.engine.run import execute
 from tests.cli_runner import cli
+from tests.interrupt import stop_after
 from tests.plugins.known_answer import install
 
 KA = {"model": "ka-ishigami", "aug": "ishigami", "n": 1024, "save_every": 1, "quiet": True}
@@ -471,8 +472,6 @@ def test_huge_outputs_are_counted_as_non_finite_not_turned_into_nan_indices():
 def test_resume_with_out_alone_takes_the_stored_configuration(tmp_path):
     """`sa-frame run --resume --out r.h5` continues an interrupted run with the configuration stored
     in the file (no other flag) and ends with the uninterrupted numbers exactly."""
-    import os
-    import signal
 
     import h5py
 
@@ -484,18 +483,9 @@ def test_resume_with_out_alone_takes_the_stored_configuration(tmp_path):
                 options={"second_order": False})
     whole = tmp_path / "whole.h5"
     execute(build_config({}, {**args, "out": str(whole)}))
-    calls = {"n": 0}
-
-    def stop_after_two(total, done):
-        def advance(rows):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-        return advance
-
     part = tmp_path / "part.h5"
     with pytest.raises(Exception):
-        execute(build_config({}, {**args, "out": str(part)}), stop_after_two)
+        execute(build_config({}, {**args, "out": str(part)}), stop_after(2))
     code, _, err = cli("run", "--resume", "--out", part, "--quiet")
     assert code == 0, err
     with h5py.File(whole) as a, h5py.File(part) as b:

@@ -11,6 +11,7 @@ import torch
 import sa_frame
 from sa_frame import ResultsFile
 from tests.cli_runner import cli
+from tests.interrupt import stop_after
 from tests.plugins.known_regions import install, planted
 
 KR = ["--model", "ka-regions", "--data", "ka-flat", "--estimator", "sbsa", "--regions", "grid:rows=1,cols=2",
@@ -126,20 +127,8 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
     args = dict(model="ka-regions", data="ka-flat", estimator="sbsa", regions="grid:rows=1,cols=2", per_class=2,
                 n=256, quiet=True, save_every=1)
     execute(build_config({}, {**args, "out": str(whole)}))
-    calls = {"n": 0}
-
-    def stop_after_three(total, done):
-        def advance(rows):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                import os
-                import signal
-
-                os.kill(os.getpid(), signal.SIGINT)
-        return advance
-
     with pytest.raises(Exception):
-        execute(build_config({}, {**args, "out": str(part)}), stop_after_three)
+        execute(build_config({}, {**args, "out": str(part)}), stop_after(3))
     with h5py.File(part) as f:
         assert f.attrs["status"] == "running" and 0 < f.attrs["blocks_done"] < f.attrs["n_blocks"]
         assert f["regions/labels"].shape == (4, 8, 8)

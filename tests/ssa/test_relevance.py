@@ -15,6 +15,7 @@ from torch import nn
 import sa_frame
 from sa_frame import RelevanceContext
 from tests.cli_runner import cli
+from tests.interrupt import stop_after
 
 DEMO_PAIRS = ["features.2", "features.5", "features.8", "features.10", "fc"]
 
@@ -145,21 +146,9 @@ def test_an_ssa_run_records_every_pair_per_class_and_resumes_exactly(tmp_path):
     assert set(whole) == {"fc|features.10", "features.10|features.8", "features.8|features.5", "features.5|features.2"}
     assert whole["features.5|features.2"]["relevance"].shape == (11, 32, 16)  # 10 classes + all, K_up, K_low
     np.testing.assert_allclose(whole["fc|features.10"]["count"][-1], 48)
-    calls = {"n": 0}
-
-    def stop_after_two(total, done):
-        def advance(rows):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                import os
-                import signal
-
-                os.kill(os.getpid(), signal.SIGINT)
-        return advance
-
     part = tmp_path / "part.h5"
     with pytest.raises(Exception):
-        execute(build_config({}, {**args, "out": str(part)}), stop_after_two)
+        execute(build_config({}, {**args, "out": str(part)}), stop_after(2))
     resumed = execute(build_config({}, {**args, "out": str(part), "resume": True}))[1]
     for pair, stats in whole.items():
         for key, value in stats.items():

@@ -38,7 +38,9 @@ class FolderSet(ImageSet):
         self.files: list[list[list[Path]]] = []
         class_sets = []
         for folder in roots.values():
-            classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not (found == {} and d.name == MASKS_DIR))
+            masks_here = not found  # one partition: root/masks sits beside the class folders
+            classes = sorted(d.name for d in folder.iterdir()
+                             if d.is_dir() and not (masks_here and d.name == MASKS_DIR))
             class_sets.append(classes)
             self.files.append([sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
                                for c in classes])
