@@ -17,9 +17,9 @@ from sa_frame.core.hookspecs import hookimpl
 _LAZY = {
     # sensitivity-analysis variables and problems
     "Problem": "sa_frame.core.problem",
-    **{name: "sa_frame.core.variables" for name in (
-        "Uniform", "Switch", "Categorical", "SpikeAndSlab", "Variable", "Block")},
-    **{name: "sa_frame.engine.laws" for name in ("LogUniform", "IntUniform", "Constant", "MultivariateNormal")},
+    **{name: "sa_frame.core.variables" for name in ("Variable", "Block")},
+    **{name: "sa_frame.engine.laws" for name in (
+        "Uniform", "Switch", "Categorical", "SpikeAndSlab", "LogUniform", "IntUniform", "Constant", "MultivariateNormal")},
     # plugin base types and their options
     "Model": "sa_frame.core.model",
     "load_state_dict_file": "sa_frame.core.model",
@@ -38,6 +38,7 @@ _LAZY = {
     "Perturbation": "sa_frame.core.regions",
     "Relevance": "sa_frame.core.relevance",
     "RelevanceContext": "sa_frame.core.relevance",
+    **{name: "sa_frame.core.influence" for name in ("IhvpSolver", "Curvature", "SolveReport", "NotConverged")},
     "Analysis": "sa_frame.core.analysis",
     "Progress": "sa_frame.core.analysis",
     "no_progress": "sa_frame.core.analysis",
@@ -66,6 +67,14 @@ _LAZY = {
     "dependency_graph": "sa_frame.engine.dependency_graph",
     "Graph": "sa_frame.engine.dependency_graph",
     "split_pair": "sa_frame.engine.dependency_graph",
+    # influence functions on tensors: parameter blocks, curvature operators, scores of any classifier
+    "influence": "sa_frame.engine.influence",
+    "InfluenceResult": "sa_frame.engine.influence",
+    "InfluenceConfig": "sa_frame.engine.influence_run",
+    "execute_influence": "sa_frame.engine.influence_run",
+    "ProgressBars": "sa_frame.cli.console",
+    **{name: "sa_frame.engine.parameter_blocks" for name in (
+        "ParameterBlock", "parameter_blocks", "BlockCurvature", "NetworkFunctions")},
     "ForwardHooks": "sa_frame.engine.capture",
     "mask_factor": "sa_frame.engine.capture",
     "resolve_modules": "sa_frame.engine.capture",
@@ -78,6 +87,7 @@ _LAZY = {
     # results files, the maps as analyses read them, figures
     "ResultsFile": "sa_frame.results.store",
     "save_figure": "sa_frame.results.report",
+    "print_influence_summary": "sa_frame.results.influence_report",
 }
 _MODULES = {"maps": "sa_frame.results.maps", "testing": "sa_frame.testing"}
 

@@ -24,8 +24,8 @@ from sa_frame.core.estimator import Estimator
 from sa_frame.core.model import Model
 from sa_frame.core.problem import Problem
 from sa_frame.core.regions import Perturbation, Segmenter
-from sa_frame.core.variables import SpikeAndSlab, Switch, Uniform
 from sa_frame.engine.capture import resolve_modules
+from sa_frame.engine.laws import SpikeAndSlab, Switch, Uniform
 
 
 def _draw(aug: Augmentation, batch: int, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:

@@ -27,6 +27,8 @@ class Augmentation(ABC):
     params: Mapping[str, Variable] = {}
     #: parameter values that make `apply` a no-op (empty for parameter-free augmentations)
     identity: Mapping[str, float] = {}
+    #: True when `apply` also needs the images' (B, H, W) object masks, as ``apply(images, params, masks=...)``
+    needs_masks: bool = False
 
     @abstractmethod
     def apply(self, images: Tensor, params: Mapping[str, Tensor]) -> Tensor:
@@ -59,10 +61,15 @@ class Augmentation(ABC):
                 value = value[value != float(self.identity[pname])]
             variable.check(value, f"{where}, parameter {pname!r}")
 
-    def __call__(self, images: Tensor, params: Mapping[str, Tensor] | None = None) -> Tensor:
+    def __call__(self, images: Tensor, params: Mapping[str, Tensor] | None = None, masks: Tensor | None = None) -> Tensor:
         params = dict(params or {})
         self.check(images, params)
-        return self.apply(images, params)
+        if not self.needs_masks:
+            return self.apply(images, params)
+        if masks is None or masks.shape != (images.shape[0], *images.shape[2:]):
+            raise UsageError(f"augmentation {self.name!r} needs the images' (B, H, W) object masks; the data source "
+                             "gives none (the demo and folders with a masks/ tree do)")
+        return self.apply(images, params, masks=masks)  # type: ignore[call-arg]
 
     def identity_params(self, batch: int, device: torch.device | str = "cpu") -> dict[str, Tensor]:
         """Identity values for a batch, as (B,) tensors."""

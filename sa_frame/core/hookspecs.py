@@ -136,6 +136,15 @@ def register_relevances(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_ihvp_solvers(register: Callable[[Any], None]) -> None:
+    """Register inverse-Hessian solvers for influence runs (``--solver NAME:k=v``).
+
+    Call `register(solver)` with a `sa_frame.IhvpSolver`: a unique `name` (``cg``), `Options` and
+    `solve(curvature, rhs, damping, options)` -> ``((H + damping I)^-1 rhs, SolveReport)``.
+    """
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add sub-commands to the ``sa-frame`` command line.
 

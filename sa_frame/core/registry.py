@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sa_frame.plugins.analyses",
     "sa_frame.plugins.regions",
     "sa_frame.plugins.ssa",
+    "sa_frame.plugins.influence",
 )
 ALLOWLIST_ENV = "SA_FRAME_LOAD_PLUGINS"
 ENTRY_POINT_GROUP = "sa_frame"
@@ -48,6 +49,7 @@ KIND_HOOKS: dict[str, str] = {
     "segmenter": "register_segmenters",
     "perturbation": "register_perturbations",
     "relevance": "register_relevances",
+    "ihvp": "register_ihvp_solvers",
 }
 NAMED_LIST_KINDS = frozenset({"checkpoint", "augmentation_set"})
 OVERRIDABLE_KINDS = frozenset({"checkpoint"})
@@ -193,7 +195,7 @@ def reset_registry() -> None:
 
 def registered(kind: str) -> dict[str, Any]:
     """`{name: plugin object}` for one kind: model, checkpoint, data_source, augmentation,
-    augmentation_set, sampler, estimator, analysis, segmenter, perturbation or relevance."""
+    augmentation_set, sampler, estimator, analysis, segmenter, perturbation, relevance or ihvp."""
     return {name: reg.obj for name, reg in registry().entries(kind).items()}
 
 

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from sa_frame.core.augmentation import Augmentation
 from sa_frame.core.errors import UsageError
-from sa_frame.core.variables import Block, SpikeAndSlab, Switch
+from sa_frame.core.variables import Block
+from sa_frame.engine.laws import SpikeAndSlab, Switch
 from sa_frame.engine.order import Permutation
 
 SCHEMES = (1, 2)
@@ -36,6 +37,10 @@ class AugmentationChain:
         names = [a.name for a in augmentations]
         if len(set(names)) != len(names):
             raise UsageError(f"an augmentation appears twice in the chain: {names}")
+        masked = [a.name for a in augmentations if a.needs_masks]
+        if masked:
+            raise UsageError(f"augmentation {masked[0]!r} needs object masks, which random chains do not pass; use it "
+                             f"as a fixed disturbance of an influence run (sa-frame influence --disturbances)")
         self.augmentations = list(augmentations)
         self.scheme, self.p_on = scheme, float(p_on)
         self.permutation = Permutation(len(self.augmentations)) if permute and len(self.augmentations) > 1 else None

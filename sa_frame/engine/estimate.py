@@ -14,8 +14,7 @@ from torch import Tensor
 from sa_frame.core.errors import UsageError
 from sa_frame.core.problem import Problem
 from sa_frame.core.registry import lookup
-from sa_frame.core.variables import Uniform
-from sa_frame.engine.laws import MultivariateNormal
+from sa_frame.engine.laws import MultivariateNormal, Uniform
 
 HUGE = 1e150  # |output| whose square (and sums of squares) overflows float64
 

@@ -15,12 +15,12 @@ from sa_frame.core.estimator import Design, Estimator
 from sa_frame.core.model import Model
 from sa_frame.core.problem import Problem
 from sa_frame.core.registry import lookup, registered
-from sa_frame.core.variables import Categorical
 from sa_frame.engine.capture import resolve_modules
 from sa_frame.engine.chain import AugmentationChain, resolve_augmentations
 from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import local_device
 from sa_frame.engine.labels import Labels, network_labels
+from sa_frame.engine.laws import Categorical
 from sa_frame.engine.regions import (
     SCORE,
     RegionSetup,

@@ -21,8 +21,8 @@ from sa_frame.core.estimator import DesignBlock
 from sa_frame.core.problem import Problem
 from sa_frame.core.registry import lookup
 from sa_frame.core.relevance import RelevanceContext
-from sa_frame.core.variables import Categorical
 from sa_frame.engine.capture import resolve_modules
+from sa_frame.engine.laws import Categorical
 from sa_frame.engine.relevance_runner import forward_order, pair_name
 
 

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from sa_frame.core.estimator import Accumulator
-from sa_frame.core.variables import Categorical
 from sa_frame.engine.capture import Capture
+from sa_frame.engine.laws import Categorical
 from sa_frame.engine.plan import CLASS, PARTITION, RunPlan
 
 Progress = Callable[[int], None]

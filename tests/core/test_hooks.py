@@ -194,3 +194,27 @@ def test_hook_register_commands(plugin):
     assert code == 0 and out.strip() == "hello sa", err
     code, out, _ = cli("--help")
     assert "tp-hello" in out
+
+
+def test_hook_register_ihvp_solvers(plugin):
+    """tp-identity treats H as I: every score is -g_testᵀ g_train / (1 + damping), checked against torch.func."""
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    x, y = torch.randn(7, 3, dtype=torch.float64), torch.randint(0, 2, (7,))
+    xt, yt = torch.randn(2, 3, dtype=torch.float64), torch.randint(0, 2, (2,))
+    result = sa_frame.influence(net, (x, y), (xt, yt), solver="tp-identity", damping=0.5, layers=["2"])
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def loss(p, a, b):
+        return torch.nn.functional.cross_entropy(functional_call(net, p, (a[None],)), b[None])
+
+    def flat(inputs, labels):
+        g = vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, labels)
+        return torch.cat([g["2.weight"].flatten(1), g["2.bias"]], 1)
+
+    expected = -(flat(xt, yt) @ flat(x, y).T) / 1.5
+    np.testing.assert_allclose(result.scores[0], expected.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(result.scores[1], expected.numpy(), rtol=1e-12)  # total = the one layer
+    assert [r.provider for r in sa_frame.registry().entries("ihvp").values() if r.name == "tp-identity"] == ["tp-dist"]

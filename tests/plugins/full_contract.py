@@ -257,6 +257,16 @@ class ChannelMeans(sa_frame.Relevance):
         return out
 
 
+class IdentitySolver(sa_frame.IhvpSolver):
+    """H taken as the identity: (1 + damping)^-1 V, a gradient-similarity influence (TracIn-like)."""
+
+    name = "tp-identity"
+    description = "the identity as the Hessian"
+
+    def solve(self, curvature, rhs, damping, options):
+        return rhs / (1.0 + damping), sa_frame.SolveReport(converged=True, iterations=0, residual=0.0)
+
+
 class FullContractPlugin:
     @hookimpl
     def register_models(self, register):
@@ -301,6 +311,10 @@ class FullContractPlugin:
     @hookimpl
     def register_relevances(self, register):
         register(ChannelMeans())
+
+    @hookimpl
+    def register_ihvp_solvers(self, register):
+        register(IdentitySolver())
 
     @hookimpl
     def register_commands(self, app):
