@@ -20,6 +20,7 @@ from torch import Tensor
 
 from sa_frame.core.augmentation import Augmentation
 from sa_frame.core.data import DataSource, InputFormat
+from sa_frame.core.errors import UsageError
 from sa_frame.core.estimator import Estimator
 from sa_frame.core.model import Model
 from sa_frame.core.problem import Problem
@@ -38,24 +39,36 @@ def check_augmentation(aug: Augmentation, size: int = 32, batch: int = 4, device
                        atol: float = 1e-5) -> None:
     """Identity values are a no-op; shape, dtype, device and the [0, 1] range are kept; the
     same inputs give the same output; and image i of a batch depends only on image i and
-    its own parameter values (one value per image honoured, no mixing across the batch)."""
+    its own parameter values (one value per image honoured, no mixing across the batch).
+    Augmentations that read object masks get masks of two halves, and must refuse to run
+    without them."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch, 3, size, size, generator=generator).to(device)
     where = f"augmentation {aug.name!r}"
     assert isinstance(aug.name, str) and aug.name, f"{where}: needs a non-empty string name"
+    masks = None
+    if aug.needs_masks:
+        masks = (torch.arange(size, device=device) >= size // 2).to(torch.uint8).expand(batch, size, size).clone()
+        try:
+            aug(images, _draw(aug, batch, torch.Generator().manual_seed(1), device))
+        except UsageError:
+            pass
+        else:
+            raise AssertionError(f"{where}: needs masks but runs without them")
     if aug.identity:
-        same = aug(images, aug.identity_params(batch, device))
+        same = aug(images, aug.identity_params(batch, device), masks=masks)
         assert torch.allclose(same, images, atol=atol), f"{where}: its identity values change the images"
     params = _draw(aug, batch, generator, device)
-    out = aug(images, params)
+    out = aug(images, params, masks=masks)
     assert out.shape == images.shape, f"{where}: output shape {tuple(out.shape)}, input {tuple(images.shape)}"
     assert out.dtype == images.dtype, f"{where}: output dtype {out.dtype}, input {images.dtype}"
     assert out.device == images.device, f"{where}: output on {out.device}, input on {images.device}"
     assert bool(((out >= 0) & (out <= 1)).all()), f"{where}: values outside [0, 1]"
-    assert torch.equal(aug(images, params), out), f"{where}: the same inputs give different outputs"
+    assert torch.equal(aug(images, params, masks=masks), out), f"{where}: the same inputs give different outputs"
     for i in (0, batch - 1):
-        alone = aug(images[i:i + 1], {k: v[i:i + 1] for k, v in params.items()})
+        alone = aug(images[i:i + 1], {k: v[i:i + 1] for k, v in params.items()},
+                    masks=None if masks is None else masks[i:i + 1])
         assert torch.allclose(alone[0], out[i], atol=atol), \
             f"{where}: image {i} of a batch differs from the same image augmented alone"
 

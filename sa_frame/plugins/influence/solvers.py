@@ -170,11 +170,11 @@ class LissaSolver(IhvpSolver):
         if options.depth < 1 or options.repeat < 1:
             raise UsageError(f"solver lissa: depth and repeat must be >= 1, got {options.depth}, {options.repeat}")
         lam_max = power_iteration(curvature, damping)
-        if options.scale == "auto":
-            scale = 1.1 * lam_max
-        elif isinstance(options.scale, (int, float)) and not isinstance(options.scale, bool) and options.scale > 0:
-            scale = float(options.scale)
-        else:
+        try:
+            scale = 1.1 * lam_max if options.scale == "auto" else float(options.scale)
+        except (TypeError, ValueError):
+            scale = float("nan")
+        if not scale > 0 or isinstance(options.scale, bool):
             raise UsageError(f"solver lissa: scale must be a positive number or auto, got {options.scale!r}")
         v = rhs.to(FLOAT)
         total = torch.zeros_like(v)
