@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from sa_frame.core.errors import UsageError
@@ -32,6 +33,27 @@ class Curvature(ABC):
     @abstractmethod
     def batch_matvec(self, vectors: Tensor, step: int) -> Tensor:
         """(m, P) -> H_b V on mini-batch ``step % n_batches`` (stochastic solvers)."""
+
+    def dense(self, chunk: int = 256) -> Tensor:
+        """H as a symmetric (P, P) float64 matrix, from products with `chunk` identity columns at a time; formed
+        once per operator (the damping's eigenvalue and the exact solver share it)."""
+        cached = getattr(self, "_dense", None)
+        if cached is None:
+            eye = torch.eye(self.dim, dtype=torch.float64)
+            matrix = torch.cat([self.matvec(eye[i:i + chunk]).to(torch.float64) for i in range(0, self.dim, chunk)])
+            cached = self._dense = (matrix + matrix.T) / 2
+        return cached
+
+    def linear_operator(self) -> Any:
+        """H as a float64 scipy `LinearOperator` whose matmat is one multi-vector product (for eigsh, lobpcg)."""
+        import numpy as np
+        from scipy.sparse.linalg import LinearOperator
+
+        def matmat(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x).reshape(self.dim, -1)
+            return self.matvec(torch.from_numpy(x.T.copy())).to(torch.float64).numpy().T
+
+        return LinearOperator((self.dim, self.dim), matvec=matmat, matmat=matmat, dtype=np.float64)
 
 
 @dataclass

@@ -40,29 +40,31 @@ FLOAT = torch.float64
 AUTO_DAMPING_MARGIN = 1e-3
 
 
+#: blocks up to this many parameters get their lowest eigenvalue from the dense matrix (exact, and the exact
+#: solver reuses it); larger ones from LOBPCG on the batched product
+DENSE_EIGEN_LIMIT = 5000
+
+
 def lowest_eigenvalue(curvature: Curvature) -> float:
-    """The smallest eigenvalue of H (Lanczos, scipy's eigsh on the batched product)."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    """The smallest eigenvalue of H: exact for small blocks, else scipy's LOBPCG (a block method, so each iteration
+    is one multi-vector product; its Ritz value is an upper bound, which CG's negative-curvature check backs up)."""
+    if curvature.dim <= DENSE_EIGEN_LIMIT:
+        return float(torch.linalg.eigvalsh(curvature.dense())[0])
+    from scipy.sparse.linalg import lobpcg
 
-    def matmat(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x).reshape(curvature.dim, -1)
-        return curvature.matvec(torch.from_numpy(x.T.copy())).to(FLOAT).numpy().T
-
-    if curvature.dim == 1:
-        return float(curvature.matvec(torch.ones(1, 1, dtype=FLOAT)).item())
-    operator = LinearOperator((curvature.dim,) * 2, matvec=matmat, matmat=matmat, dtype=np.float64)
-    values = eigsh(operator, k=1, which="SA", tol=1e-4, v0=np.random.default_rng(0).standard_normal(curvature.dim),
-                   return_eigenvectors=False)
-    return float(values[0])
+    start = np.random.default_rng(0).standard_normal((curvature.dim, 4))
+    values = lobpcg(curvature.linear_operator(), start, largest=False, tol=1e-4, maxiter=100)[0]
+    return float(values.min())
 
 
-def resolve_damping(damping: float | str, curvature: Curvature) -> float:
-    """A fixed damping, or ``auto``: max(0, -λ_min) + AUTO_DAMPING_MARGIN."""
+def resolve_damping(damping: float | str, curvature: Curvature) -> tuple[float, float]:
+    """(damping, λ_min estimate or NaN): a fixed damping, or ``auto``: max(0, -λ_min) + AUTO_DAMPING_MARGIN."""
     if damping == "auto":
-        return max(0.0, -lowest_eigenvalue(curvature)) + AUTO_DAMPING_MARGIN
+        lam_min = lowest_eigenvalue(curvature)
+        return max(0.0, -lam_min) + AUTO_DAMPING_MARGIN, lam_min
     if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not damping >= 0:
         raise UsageError(f"damping must be a number >= 0 or auto, got {damping!r}")
-    return float(damping)
+    return float(damping), float("nan")
 
 
 @dataclass
@@ -121,12 +123,14 @@ def solve_tests(functions: NetworkFunctions, spec: InfluenceSpec, test_inputs: T
     reports, dampings, curvatures = [], [], []
     for block, where in targets:
         curvature = BlockCurvature(functions, block, batches, spec.l2, spec.curvature, spec.hvp)
-        damping = resolve_damping(spec.damping, curvature)
+        damping, lam_min = resolve_damping(spec.damping, curvature)
         notify(f"solving {block.name} ({block.dim:,} parameters, {len(test_labels)} right-hand sides)")
         try:
             solution, report = spec.solver.solve(curvature, gradients[:, where], damping, spec.solver_options)
         except UsageError as exc:
             raise type(exc)(f"layer {block.name}: {exc}") from None
+        if np.isnan(report.lambda_min):  # the solver did not estimate it; auto damping did
+            report.lambda_min = lam_min
         solutions[:, where] = solution.to(FLOAT)
         reports.append(report)
         dampings.append(damping)

@@ -38,6 +38,9 @@ ORIGINAL = "original"
 SIGN_CONVENTION = ("I_up_loss (Koh & Liang): -g_test^T (H + damping I)^-1 g_train; negative = up-weighting the "
                    "training image lowers the test loss (a proponent), positive = an opponent")
 TEST_LABELS = ("true", "predicted")
+#: the network's copy is cast to this for every gradient and product: float32 products carry ~1e-7 relative noise,
+#: which a condition number of 1e4 turns into a 1e-3 residual no solver can get under
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 Progress = Callable[[int], None]
 
 
@@ -58,12 +61,13 @@ class InfluenceConfig:
     test_label: str = "true"
     layers: list[str] | str = "weighted"
     layer_mode: str = "block"
-    solver: str = "cg"
-    damping: float | str = 0.01
+    solver: str = "auto"
+    damping: float | str = "auto"
     curvature: str = "hessian"
     hvp: str = "double-backward"
     l2: float = 0.0
-    hessian_samples: int | None = None
+    hessian_samples: int | None = 200
+    precision: str = "float64"
     top_k: int = 10
     keep_scores: bool = False
     self_influence: bool = False
@@ -189,6 +193,10 @@ def plan_influence(config: InfluenceConfig) -> InfluencePlan:
     """Resolve names and load what the run needs (UsageError on bad input, before any long work)."""
     if config.top_k < 1 or config.batch_size < 1:
         raise UsageError(f"--top-k and --batch-size must be >= 1, got {config.top_k}, {config.batch_size}")
+    if config.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.hessian_samples is not None and config.hessian_samples < 1:
+        raise UsageError(f"--hessian-samples must be >= 1, got {config.hessian_samples}")
     if config.test_label not in TEST_LABELS:
         raise UsageError(f"--test-label must be true or predicted, got {config.test_label!r}")
     model = lookup("model", config.model)
@@ -209,12 +217,13 @@ def plan_influence(config: InfluenceConfig) -> InfluencePlan:
     test = _selection(source, config.test_partition or next((p for p in source.partitions if p != config.train_partition),
                                                             source.partitions[-1]),
                       config.test_images, config.test_per_class, everything=False)
-    net = model.build(config.weights).to(device)
+    net = model.build(config.weights).to(device=device, dtype=PRECISIONS[config.precision])
     from sa_frame.engine.parameter_blocks import parameter_blocks
 
     parameter_blocks(net, config.layers)  # a bad layer fails here, before any image is loaded
-    return InfluencePlan(config, spec, NetworkFunctions(net), model.normalize, source, device, train, test, conditions,
-                         network_classes)
+    dtype = PRECISIONS[config.precision]
+    return InfluencePlan(config, spec, NetworkFunctions(net), lambda x: model.normalize(x).to(dtype), source, device,
+                         train, test, conditions, network_classes)
 
 
 def test_side(run: InfluencePlan, notify: Callable[[str], None],

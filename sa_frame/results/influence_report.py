@@ -35,8 +35,9 @@ def print_influence_summary(console: Any, results: ResultsFile) -> None:
     console.print(run)
     diag, layers = tree["diagnostics"], tree["layers"]
     table = Table(title="inverse-Hessian solves per layer (residual: ||(H + λI)s - g|| / ||g||, worst test image)")
-    for column in ("layer", "parameters", "damping λ", "λ_min", "λ_max", "iterations", "residual", "converged"):
-        table.add_column(column, justify="right" if column != "layer" else "left")
+    table.add_column("layer", no_wrap=True)
+    for column in ("params", "λ", "λ_min", "λ_max", "iters", "residual", "ok"):
+        table.add_column(column, justify="right", no_wrap=True)
     for i, name in enumerate(layers["names"]):
         table.add_row(str(name), f"{int(layers['parameters'][i]):,}", f"{diag['damping'][i]:.3g}",
                       f"{diag['lambda_min'][i]:.3g}", f"{diag['lambda_max'][i]:.3g}", f"{int(diag['iterations'][i])}",
@@ -47,7 +48,7 @@ def print_influence_summary(console: Any, results: ResultsFile) -> None:
     share = same_class_share(tree)
     rows = [*map(str, layers["names"]), "total"]
     view = Table(title="test images whose top proponent (most negative I_up,loss) is of their own class")
-    view.add_column("condition")
+    view.add_column("condition", no_wrap=True)
     for r in rows:
         view.add_column(r, justify="right")
     for c, label in enumerate(attrs.get("conditions", [])):

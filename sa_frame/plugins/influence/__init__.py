@@ -1,4 +1,4 @@
-"""Layer-wise influence functions: the inverse-Hessian solvers (exact, cg, lissa, arnoldi), the fixed
+"""Layer-wise influence functions: the inverse-Hessian solvers (auto, exact, cg, lissa, arnoldi), the fixed
 disturbances of test images (white_background, texture_swap, style), the ``sa-frame influence`` command and the
 influence analyses (influence-summary, influence-layers, influence-cluster, influence-top).
 
@@ -15,9 +15,10 @@ from sa_frame import hookimpl
 
 @hookimpl
 def register_ihvp_solvers(register: Callable[[Any], None]) -> None:
-    from sa_frame.plugins.influence.solvers import ArnoldiSolver, CgSolver, ExactSolver, LissaSolver
+    from sa_frame.plugins.influence.solvers import ArnoldiSolver, AutoSolver, CgSolver, ExactSolver, LissaSolver
 
-    for solver in (ExactSolver(), CgSolver(), LissaSolver(), ArnoldiSolver()):
+    exact, cg = ExactSolver(), CgSolver()
+    for solver in (AutoSolver(exact, cg), exact, cg, LissaSolver(), ArnoldiSolver()):
         register(solver)
 
 

@@ -34,16 +34,21 @@ def influence(
     layer_mode: Annotated[str, typer.Option("--layer-mode", help="block: each layer's own Hessian block (the "
                                             "paper's; the layers do not sum to the full influence) or masked (an "
                                             "exact decomposition of it)")] = "block",
-    solver: Annotated[str, typer.Option("--solver", help="exact, cg, lissa, arnoldi with [:key=value,...] "
-                                        "(sa-frame plugins --all --kind ihvp)")] = "cg",
-    damping: Annotated[str, typer.Option("--damping", help="λ of H + λI: a number >= 0, or auto (above the most "
-                                         "negative eigenvalue)")] = "0.01",
+    solver: Annotated[str, typer.Option("--solver", help="auto (exact up to 2,000 parameters, cg above), exact, cg, "
+                                        "lissa, arnoldi, with [:key=value,...] (sa-frame plugins --all --kind ihvp)")]
+    = "auto",
+    damping: Annotated[str, typer.Option("--damping", help="λ of H + λI: a number >= 0, or auto (1e-3 above the "
+                                         "most negative eigenvalue; random or unconverged weights make H indefinite)")]
+    = "auto",
     curvature: Annotated[str, typer.Option("--curvature", help="hessian (default) or ggn (Gauss-Newton, PSD)")]
     = "hessian",
     hvp: Annotated[str, typer.Option("--hvp", help="double-backward (default) or jvp")] = "double-backward",
     l2: Annotated[float, typer.Option("--l2", help="L2 term of the training objective (Koh & Liang's)")] = 0.0,
     hessian_samples: Annotated[int | None, typer.Option("--hessian-samples", help="training images the Hessian "
-                                                        "is taken over, spread evenly (default: all)")] = None,
+                                                        "is taken over, spread evenly; 0 = all")] = 200,
+    precision: Annotated[str, typer.Option("--precision", help="float64 (default: residuals the solvers can "
+                                           "reach) or float32 (about 2x faster; loosen the solver's tol)")]
+    = "float64",
     top_k: Annotated[int, typer.Option("--top-k", help="proponents and opponents kept per test image and layer")]
     = 10,
     keep_scores: Annotated[bool, typer.Option("--keep-scores", help="also store the full (layers+1, tests, train) "
@@ -82,7 +87,8 @@ def influence(
             test_per_class=test_per_class, test_images=test_images, disturbances=[disturbances],
             test_label=test_label, layers=layers if layers == "weighted" else [x.strip() for x in layers.split(",")],
             layer_mode=layer_mode, solver=solver, damping=damping_value, curvature=curvature, hvp=hvp, l2=l2,
-            hessian_samples=hessian_samples, top_k=top_k, keep_scores=keep_scores, self_influence=self_influence,
+            hessian_samples=hessian_samples or None, precision=precision, top_k=top_k, keep_scores=keep_scores,
+            self_influence=self_influence,
             batch_size=batch_size, save_every=save_every, device=device, out=str(out))
     quiet = quiet or int(os.environ.get("RANK", "0")) != 0
     console = Console(stderr=True, quiet=quiet)

@@ -29,14 +29,6 @@ def relative_residual(curvature: Curvature, solution: Tensor, rhs: Tensor, dampi
     return float(((lhs - rhs.to(FLOAT)).norm(dim=1) / norms).max())
 
 
-def dense_matrix(curvature: Curvature, chunk: int = 256) -> Tensor:
-    """H as a symmetric (P, P) float64 matrix from products with the identity's columns, `chunk` at a time."""
-    eye = torch.eye(curvature.dim, dtype=FLOAT)
-    columns = [curvature.matvec(eye[i:i + chunk]).to(FLOAT) for i in range(0, curvature.dim, chunk)]
-    matrix = torch.cat(columns)
-    return (matrix + matrix.T) / 2
-
-
 class _Decomposed:
     """A cached eigendecomposition per curvature operator (solved again for self-influence batches)."""
 
@@ -73,7 +65,7 @@ class ExactSolver(IhvpSolver):
         if curvature.dim > options.max_dim:
             raise UsageError(f"solver exact: the block has {curvature.dim:,} parameters, more than max_dim="
                              f"{options.max_dim:,}; use --solver cg (or lissa, arnoldi), or raise max_dim")
-        values, vectors = self._decomposed.get(curvature, lambda: torch.linalg.eigh(dense_matrix(curvature)))
+        values, vectors = self._decomposed.get(curvature, lambda: torch.linalg.eigh(curvature.dense()))
         shifted = values + damping
         lam_min, lam_max = float(values.min()), float(values.max())
         if float(shifted.min()) <= 0:
@@ -224,18 +216,14 @@ class ArnoldiSolver(IhvpSolver):
 
     def solve(self, curvature: Curvature, rhs: Tensor, damping: float, options: Any) -> tuple[Tensor, SolveReport]:
         import numpy as np
-        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+        from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
         _check_damping(damping)
         k = min(int(options.k), curvature.dim - 1)
         if k < 1:
             raise UsageError(f"solver arnoldi: k must be >= 1 and below the block size {curvature.dim}")
 
-        def matmat(x: np.ndarray) -> np.ndarray:
-            x = np.asarray(x).reshape(curvature.dim, -1)
-            return curvature.matvec(torch.from_numpy(x.T.copy())).to(FLOAT).numpy().T
-
-        operator = LinearOperator((curvature.dim, curvature.dim), matvec=matmat, matmat=matmat, dtype=np.float64)
+        operator = curvature.linear_operator()
 
         def decompose() -> tuple[Tensor, Tensor]:
             try:
@@ -257,3 +245,33 @@ class ArnoldiSolver(IhvpSolver):
                              lambda_max=float(values.max()), lambda_min=float(values.min()),
                              note=f"low rank: inverse on the top {k} eigenvectors; the residual measures what it drops")
         return solution.to(rhs.dtype), report
+
+
+@dataclasses.dataclass
+class AutoOptions:
+    max_dim: int = option(2000, "blocks up to this many parameters are solved exactly, larger ones by cg")
+    tol: float = option(1e-6, "the chosen solver's tolerance")
+    maxiter: int = option(500, "cg's most iterations")
+
+
+class AutoSolver(IhvpSolver):
+    """Exact where forming the block's Hessian (one product per parameter) is cheap, CG (one product per iteration
+    and right-hand side block) elsewhere: the cheaper of the two converged answers for each layer."""
+
+    name = "auto"
+    description = "exact for blocks up to max_dim parameters (default 2,000), block cg above"
+    Options = AutoOptions
+
+    def __init__(self, exact: ExactSolver, cg: CgSolver) -> None:
+        self.exact, self.cg = exact, cg
+
+    def solve(self, curvature: Curvature, rhs: Tensor, damping: float, options: Any) -> tuple[Tensor, SolveReport]:
+        if curvature.dim <= options.max_dim:
+            solution, report = self.exact.solve(curvature, rhs, damping,
+                                                self.exact.options({"max_dim": options.max_dim, "tol": options.tol}))
+        else:
+            solution, report = self.cg.solve(curvature, rhs, damping,
+                                             self.cg.options({"tol": options.tol, "maxiter": options.maxiter}))
+        chosen = "exact" if curvature.dim <= options.max_dim else "cg"
+        report.note = f"auto: {chosen}" + (f"; {report.note}" if report.note else "")
+        return solution, report
