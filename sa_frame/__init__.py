@@ -72,6 +72,8 @@ _LAZY = {
     "InfluenceResult": "sa_frame.engine.influence",
     "InfluenceConfig": "sa_frame.engine.influence_run",
     "execute_influence": "sa_frame.engine.influence_run",
+    "InfluenceImages": "sa_frame.engine.influence_run",
+    "same_class_share": "sa_frame.results.influence_report",
     "ProgressBars": "sa_frame.cli.console",
     **{name: "sa_frame.engine.parameter_blocks" for name in (
         "ParameterBlock", "parameter_blocks", "BlockCurvature", "NetworkFunctions")},
@@ -87,6 +89,7 @@ _LAZY = {
     # results files, the maps as analyses read them, figures
     "ResultsFile": "sa_frame.results.store",
     "save_figure": "sa_frame.results.report",
+    "pyplot": "sa_frame.results.report",
     "print_influence_summary": "sa_frame.results.influence_report",
 }
 _MODULES = {"maps": "sa_frame.results.maps", "testing": "sa_frame.testing"}

@@ -24,6 +24,14 @@ def show(results_path: Annotated[Path, typer.Argument(help="a results file")],
     results = ResultsFile(results_path)
     attrs = results.attrs()
     console = Console()
+    if attrs.get("mode") == "influence":  # no variables or maps: training images scored per layer
+        from sa_frame.results.influence_report import print_influence_summary
+
+        print_influence_summary(console, results)
+        if attrs["status"] != COMPLETE:
+            console.print(f"[yellow]this run is not complete ({attrs['blocks_done']} of {attrs['n_blocks']} training "
+                          f"batches): `sa-frame influence --resume --out {results_path}` continues it[/]")
+        return
     run = Table(title=f"{results_path}", show_header=False)
     design = attrs["design"]
     options = attrs.get("estimator_options", {})

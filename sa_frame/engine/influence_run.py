@@ -383,3 +383,40 @@ def _execute(config: InfluenceConfig, results: ResultsFile, world: World,
                   {"influence": tree})
     leave(world)
     return tree
+
+
+class InfluenceImages:
+    """The images an influence results file refers to, loaded again from its data source: training images by
+    position in `/influence/train`, test images by row of `/influence/test`, disturbed as they were scored."""
+
+    def __init__(self, results: ResultsFile) -> None:
+        known = {f.name for f in dataclasses.fields(InfluenceConfig)}
+        self.config = InfluenceConfig(**{k: v for k, v in results.config().items() if k in known})
+        self.source = open_data(self.config.data, lookup("model", self.config.model).input_format())
+        self.conditions = parse_disturbances(self.config.disturbances)
+        tree = results.read("influence")
+        self.train_table, self.test_table = tree["train"], tree["test"]
+        self.train_part = partition_index(self.source, self.config.train_partition)
+
+    def train(self, positions: Sequence[int]) -> Tensor:
+        """(N, 3, H, W) in [0, 1]: training images at these positions."""
+        at = torch.as_tensor(list(positions), dtype=torch.long)
+        classes = torch.as_tensor(self.train_table["classes"])[at].long()
+        return self.source.load(classes, torch.as_tensor(self.train_table["index"])[at].long(),
+                                torch.full_like(classes, self.train_part))
+
+    def test(self, rows: Sequence[int]) -> Tensor:
+        """(N, 3, H, W) in [0, 1]: test rows, each under its own condition."""
+        at = torch.as_tensor(list(rows), dtype=torch.long)
+        table = self.test_table
+        classes, within = torch.as_tensor(table["classes"])[at].long(), torch.as_tensor(table["index"])[at].long()
+        names = [p.decode() if isinstance(p, bytes) else str(p) for p in table["partition"]]
+        partition = torch.as_tensor([list(self.source.partitions).index(names[r]) for r in at.tolist()])
+        images = self.source.load(classes, within, partition)
+        condition = torch.as_tensor(table["condition"])[at]
+        out = images.clone()
+        for c in condition.unique().tolist():
+            pick = condition == c
+            out[pick] = disturbed(images[pick], lambda p=pick: self.source.masks(classes[p], within[p], partition[p]),
+                                  [self.conditions[c]], self.config.data)
+        return out

@@ -26,9 +26,14 @@ def complete_results(path: str) -> ResultsFile:
     """An existing, complete results file (UsageError otherwise)."""
     results = ResultsFile(path)
     attrs = results.attrs()
+    command = "influence" if attrs.get("mode") == "influence" else "run"
     if attrs["status"] != COMPLETE:
         raise UsageError(f"{path} is not complete ({attrs['blocks_done']} of {attrs['n_blocks']} blocks); finish it "
-                         f"with `sa-frame run --resume` before analysing it")
+                         f"with `sa-frame {command} --resume --out {path}` before analysing it")
+    if command == "influence":  # no variables or checkpoint maps: the scores live under /influence
+        if not results.keys("influence"):
+            raise UsageError(f"{path} is not a valid sa-frame results file: it lacks /influence")
+        return results
     results.variables()  # both raise naming what is missing from a damaged file
     missing = [str(c) for c in attrs["checkpoints"] if str(c) not in results.keys("checkpoints")]
     if missing:
@@ -51,9 +56,18 @@ def primary_index_ratio(s1: np.ndarray, st: np.ndarray, undefined: np.ndarray | 
 def require_augmentation_run(results: ResultsFile, analysis: str) -> None:
     """UsageError when `results` is a region run (--regions): analyses of augmentation variables
     (masking, accuracy, segments, ...) have nothing to read there."""
-    if results.attrs().get("mode", "augmentations") != "augmentations":
-        raise UsageError(f"analysis {analysis!r} reads augmentation runs; {results.path} is a region run (--regions): "
-                         f"its analyses are pir, region-masking, sensitivity-n, region-groups")
+    mode = results.attrs().get("mode", "augmentations")
+    if mode != "augmentations":
+        kind, theirs = RUN_KINDS.get(mode, (f"a {mode} run", "listed by sa-frame plugins --kind analysis"))
+        raise UsageError(f"analysis {analysis!r} reads augmentation runs; {results.path} is {kind}: its analyses are "
+                         f"{theirs}")
+
+
+#: mode -> (what the run is, the analyses that read it), for the message above
+RUN_KINDS = {"regions": ("a region run (--regions)", "pir, region-masking, sensitivity-n, region-groups"),
+             "relevance": ("a step-wise run (--estimator ssa)", "ssa-graph, ssa-eval, ssa-cluster, ssa-ablation"),
+             "influence": ("an influence run (sa-frame influence)",
+                           "influence-summary, influence-layers, influence-cluster, influence-top")}
 
 
 def analysis_maps(results: ResultsFile) -> dict[str, tuple[str, str]]:

@@ -74,10 +74,7 @@ def summary_rows(results: ResultsFile, key: str, estimator: Estimator | None = N
 def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: tuple[str, ...] | None = None) \
         -> Path:
     """A heatmap per summary map (default: the estimator's): groups x checkpoints, mean |index| (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = keys or estimator.summary
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys) + 1, 4.5), squeeze=False)
@@ -97,10 +94,7 @@ def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: 
 
 def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | None, out: Path) -> Path:
     """One unit's sensitivity map per variable (paper Figure 3): images for conv checkpoints."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     maps = results.checkpoint_maps()
     if checkpoint not in maps:
@@ -130,6 +124,16 @@ def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | Non
     fig.suptitle(f"{checkpoint}, unit {unit}: {key}")
     save_figure(fig, out)
     return out
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (figures are written, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig: Any, out: Path) -> Path:

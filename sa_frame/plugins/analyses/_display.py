@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from sa_frame import pyplot, save_figure
+
 
 def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray,
                  fmt: str = "{:.3f}") -> None:
@@ -23,20 +25,7 @@ def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequenc
     console.print(table)
 
 
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig: Any, out: Path) -> Path:
-    """The kernel's figure writer (PNG, closed afterwards, one clear line if unwritable)."""
-    from sa_frame import save_figure
-
-    return save_figure(fig, out)
+save = save_figure  # the kernel's figure writer (PNG, closed afterwards, one clear line if unwritable)
 
 
 def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], xlabel: str, ylabel: str, title: str,

@@ -35,3 +35,17 @@ def register_commands(app: Any) -> None:
     from sa_frame.plugins.influence.command import influence
 
     app.command(name="influence")(influence)
+
+
+@hookimpl
+def register_analyses(register: Callable[[Any], None]) -> None:
+    from sa_frame.plugins.influence.analyses import (
+        InfluenceClusterAnalysis,
+        InfluenceLayersAnalysis,
+        InfluenceSummaryAnalysis,
+        InfluenceTopAnalysis,
+    )
+
+    for analysis in (InfluenceSummaryAnalysis(), InfluenceLayersAnalysis(), InfluenceClusterAnalysis(),
+                     InfluenceTopAnalysis()):
+        register(analysis)

@@ -10,16 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import save_figure
-
-
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from sa_frame import pyplot, save_figure
 
 
 def pir_figure(outputs: Mapping[str, Any], out: Path) -> Path:

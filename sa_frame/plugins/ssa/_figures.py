@@ -9,16 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import save_figure, split_pair
-
-
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from sa_frame import pyplot, save_figure, split_pair
 
 
 def graph_figure(outputs: Mapping[str, Any], group: int, out: Path) -> Path:
