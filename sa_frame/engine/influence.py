@@ -123,8 +123,9 @@ def solve_tests(functions: NetworkFunctions, spec: InfluenceSpec, test_inputs: T
     reports, dampings, curvatures = [], [], []
     for block, where in targets:
         curvature = BlockCurvature(functions, block, batches, spec.l2, spec.curvature, spec.hvp)
+        notify(f"solving {block.name} ({block.dim:,} parameters, {len(test_labels)} right-hand sides, "
+               f"{curvature.n_samples} Hessian samples)")
         damping, lam_min = resolve_damping(spec.damping, curvature)
-        notify(f"solving {block.name} ({block.dim:,} parameters, {len(test_labels)} right-hand sides)")
         try:
             solution, report = spec.solver.solve(curvature, gradients[:, where], damping, spec.solver_options)
         except UsageError as exc:
