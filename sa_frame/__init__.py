@@ -90,6 +90,7 @@ _LAZY = {
     "ResultsFile": "sa_frame.results.store",
     "save_figure": "sa_frame.results.report",
     "pyplot": "sa_frame.results.report",
+    "dendrogram_figure": "sa_frame.results.report",
     "print_influence_summary": "sa_frame.results.influence_report",
 }
 _MODULES = {"maps": "sa_frame.results.maps", "testing": "sa_frame.testing"}

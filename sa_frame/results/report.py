@@ -136,6 +136,24 @@ def pyplot() -> Any:
     return plt
 
 
+def dendrogram_figure(linkage: Any, labels: list[str], matrix: Any, titles: tuple[str, str], limits: tuple[float, float],
+                      cmap: str, out: Path, row_height: float = 0.35) -> Path:
+    """A dendrogram (left) beside the matrix of the same items in the dendrogram's order (right), as PNG."""
+    from scipy.cluster import hierarchy
+
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, row_height * len(labels) + 2.5))
+    tree = hierarchy.dendrogram(linkage, labels=labels, orientation="left", ax=left)
+    left.set_title(titles[0], fontsize=9)
+    order = tree["leaves"][::-1]
+    image = right.imshow(np.asarray(matrix)[np.ix_(order, order)], cmap=cmap, vmin=limits[0], vmax=limits[1])
+    right.set_xticks(range(len(order)), [labels[i] for i in order], rotation=60, ha="right", fontsize=7)
+    right.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=7)
+    right.set_title(titles[1], fontsize=9)
+    fig.colorbar(image, ax=right, fraction=0.046)
+    return save_figure(fig, out)
+
+
 def save_figure(fig: Any, out: Path) -> Path:
     """Write a matplotlib figure as PNG and close it (UsageError naming an unwritable path)."""
     import matplotlib.pyplot as plt

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import pyplot, save_figure
+from sa_frame import dendrogram_figure, pyplot, save_figure
 
 
 def summary_figure(outputs: Mapping[str, Any], out: Path) -> Path:
@@ -52,20 +52,9 @@ def layers_figure(outputs: Mapping[str, Any], out: Path) -> Path:
 
 def cluster_figure(outputs: Mapping[str, Any], out: Path) -> Path:
     """The dendrogram of the layers (average linkage on 1 - r) beside their Pearson matrix."""
-    from scipy.cluster import hierarchy
-
-    plt = pyplot()
-    layers = [str(x) for x in outputs["layers"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.4 * len(layers) + 2.8))
-    tree = hierarchy.dendrogram(outputs["linkage"], labels=layers, orientation="left", ax=left)
-    left.set_title("layers by influence profile (1 - Pearson r)", fontsize=9)
-    order = tree["leaves"][::-1]
-    image = right.imshow(np.asarray(outputs["pearson"])[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1)
-    right.set_xticks(range(len(order)), [layers[i] for i in order], rotation=60, ha="right", fontsize=7)
-    right.set_yticks(range(len(order)), [layers[i] for i in order], fontsize=7)
-    right.set_title(f"Pearson r ({outputs['profile']})", fontsize=9)
-    fig.colorbar(image, ax=right, fraction=0.046)
-    return save_figure(fig, out)
+    return dendrogram_figure(outputs["linkage"], [str(x) for x in outputs["layers"]], outputs["pearson"],
+                             ("layers by influence profile (1 - Pearson r)", f"Pearson r ({outputs['profile']})"),
+                             (-1, 1), "RdBu_r", out, row_height=0.4)
 
 
 def top_figure(outputs: Mapping[str, Any], out: Path) -> Path:

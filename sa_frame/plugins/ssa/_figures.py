@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import pyplot, save_figure, split_pair
+from sa_frame import dendrogram_figure, pyplot, save_figure, split_pair
 
 
 def graph_figure(outputs: Mapping[str, Any], group: int, out: Path) -> Path:
@@ -65,17 +65,6 @@ def eval_figure(outputs: Mapping[str, Any], out: Path) -> Path:
 
 def cluster_figure(outputs: Mapping[str, Any], out: Path) -> Path:
     """The dendrogram of the classes beside the matrix of neurons their graphs share."""
-    from scipy.cluster import hierarchy
-
-    plt = pyplot()
-    classes = [str(c) for c in outputs["classes"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.35 * len(classes) + 2.5))
-    tree = hierarchy.dendrogram(outputs["linkage"], labels=classes, orientation="left", ax=left)
-    left.set_title("classes by shared graph neurons", fontsize=9)
-    order = tree["leaves"][::-1]
-    image = right.imshow(np.asarray(outputs["jaccard"])[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=1)
-    right.set_xticks(range(len(order)), [classes[i] for i in order], rotation=60, ha="right", fontsize=7)
-    right.set_yticks(range(len(order)), [classes[i] for i in order], fontsize=7)
-    right.set_title("Jaccard overlap of the graphs' neurons", fontsize=9)
-    fig.colorbar(image, ax=right, fraction=0.046)
-    return save_figure(fig, out)
+    return dendrogram_figure(outputs["linkage"], [str(c) for c in outputs["classes"]], outputs["jaccard"],
+                             ("classes by shared graph neurons", "Jaccard overlap of the graphs' neurons"), (0, 1),
+                             "viridis", out)
