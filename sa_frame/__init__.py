@@ -56,6 +56,9 @@ _LAZY = {
     "lookup": "sa_frame.core.registry",
     "registry": "sa_frame.core.registry",
     # running: the Python API, forward hooks, augmentation chains, rebuilding a finished run
+    "run": "sa_frame.engine.api",
+    "open_results": "sa_frame.engine.api",
+    "Results": "sa_frame.engine.results_view",
     "estimate": "sa_frame.engine.estimate",
     "sobol_from_outputs": "sa_frame.engine.estimate",
     "problem_from_salib": "sa_frame.engine.estimate",

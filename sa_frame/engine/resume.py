@@ -80,6 +80,8 @@ def input_fingerprints(run: RunPlan) -> dict[str, str]:
     out = {"data": run.source.fingerprint()}
     if weights is not None and weights not in WEIGHT_CHOICES and Path(weights).is_file():
         out["weights"] = file_digest(Path(weights))
+    elif hasattr(run.spec, "state_digest"):  # a live nn.Module given to sa_frame.run
+        out["weights"] = run.spec.state_digest()
     return out
 
 

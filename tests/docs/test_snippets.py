@@ -1,4 +1,4 @@
-"""The Python snippets of the region and step-wise docs run as written."""
+"""The Python snippets of the README and the docs run as written."""
 
 from __future__ import annotations
 
@@ -48,3 +48,17 @@ def test_the_tensor_api_example_runs():
     said = namespace["said_one"]
     assert said.dtype == torch.bool and said.shape == (1000,)
     assert isinstance(namespace["graph"], sa_frame.Graph)
+
+
+def test_the_readme_network_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = run_block("../README.md", "sa_frame.run(net")
+    table, st = namespace["table"], namespace["st"]
+    assert table.shape == (8, 5) and st.shape == (8, 8, 32, 32) and 0 <= st.min() <= st.max() <= 1
+    assert namespace["again"].values == ["S1", "ST"] and (tmp_path / "my-net.png").stat().st_size > 10_000
+
+
+def test_the_readme_function_example_gives_ishigami_s_indices():
+    namespace = run_block("../README.md", "def ishigami")
+    shares = namespace["res"]["shapley"][:, 0]  # groups g1 = {x1, x3}, g2 = {x2}: analytic 0.558, 0.442
+    assert abs(shares.sum() - 1) < 1e-9 and abs(shares[0] - 0.558) < 0.05
