@@ -120,6 +120,8 @@ def run(
                                           notify=lambda note: notes.print(f"[yellow]note:[/] {note}"))
     if maps is None:
         return
+    import numpy as np
+
     from sa_frame.engine.run import nonfinite_summary
 
     bad = nonfinite_summary(maps)
@@ -128,6 +130,13 @@ def run(
         Console(stderr=True, soft_wrap=True).print(
             f"[yellow]warning:[/] non-finite outputs were counted and left out of the statistics: {counts} "
             f"(maps 'nonfinite' per activation)")
+    undefined = {c: (int(np.count_nonzero(m["low_variance"])), m["low_variance"].size) for c, m in maps.items()
+                 if "low_variance" in m and np.any(m["low_variance"])}
+    if undefined and not cfg.quiet:
+        counts = ", ".join(f"{c} {k:,} of {size:,}" for c, (k, size) in undefined.items())
+        Console(stderr=True, soft_wrap=True).print(
+            f"note: indices left undefined (NaN; map 'low_variance') for activations whose variance is noise next "
+            f"to their checkpoint's: {counts} (docs/estimators.md: undefined indices)", highlight=False)
     few = run_plan.estimator.intervals(run_plan.design).get("warning")
     if few:
         Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {few} (raise --n, or see docs/estimators.md)")

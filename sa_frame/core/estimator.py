@@ -178,7 +178,7 @@ class Estimator(ABC):
     #: is the analyses' default
     analysis_maps: Mapping[str, tuple[str, str]] = {}
     #: maps without the leading axis of map rows (one value per activation, e.g. a mean)
-    ungrouped: frozenset[str] = frozenset({"mean", "var", "zero_variance", "nonfinite"})
+    ungrouped: frozenset[str] = frozenset({"mean", "var", "zero_variance", "low_variance", "nonfinite"})
     #: a dataclass whose fields (made with `sa_frame.option`) are the estimator's options
     Options: type = NoOptions
     #: profile ("paper", "quick", "demo") -> {"n": design size, option: default, ...}
@@ -220,6 +220,10 @@ class Estimator(ABC):
 
     def split_error(self, design: Design) -> str | None:
         """Why `design` cannot be split across processes (None: it can)."""
+        return None
+
+    def memory_note(self, design: Design, shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+        """What a run whose state grows with its size will need, said before it starts; None: fixed."""
         return None
 
     def intervals(self, design: Design) -> dict[str, Any]:

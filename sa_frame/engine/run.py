@@ -17,6 +17,7 @@ from sa_frame.core.errors import UsageError
 from sa_frame.core.estimator import Accumulator
 from sa_frame.engine.config import RunConfig
 from sa_frame.engine.distributed import World, join, leave, merged_on_main
+from sa_frame.engine.low_variance import mark_low_variance, ratio_maps
 from sa_frame.engine.plan import RunPlan, plan, resolve_device
 from sa_frame.engine.record import base_attrs, nonfinite_summary, variables_section
 from sa_frame.engine.region_runner import RegionRunner
@@ -26,6 +27,13 @@ from sa_frame.engine.runner import Progress, Runner
 from sa_frame.engine.stop import RunInterrupted, StopRequest
 from sa_frame.results.lock import WriterLock
 from sa_frame.results.store import COMPLETE, RUNNING, ResultsFile, state_tree
+
+#: settings that change no formula but how rows meet the network; why a resume still keeps them
+BATCHING_KEYS = ("batch_size", "device")
+BATCHING_CHANGES = ("batch size and device decide which images share a forward, which kernels run and the order "
+                    "of the float64 sums; float32 convolutions may then round differently (demo-cnn's outputs "
+                    "differ by up to 8e-6 between batches of 64 and of 1), so the resumed maps would not equal an "
+                    "uninterrupted run's exactly")
 
 
 def check_existing(results: ResultsFile, config: RunConfig) -> int:
@@ -55,25 +63,35 @@ def check_existing(results: ResultsFile, config: RunConfig) -> int:
     differing = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
     if differing:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in differing)
-        raise UsageError(f"cannot resume {results.path} with another configuration ({detail})")
+        why = f"; {BATCHING_CHANGES}" if set(differing) <= set(BATCHING_KEYS) else ""
+        raise UsageError(f"cannot resume {results.path} with another configuration ({detail}){why}; "
+                         f"`sa-frame run --resume --out {results.path}` alone continues with the stored one")
     return int(attrs["blocks_done"])
 
 
-#: a run with the defaults' sizes expected to take longer than this gets a note
+#: a run with the defaults' sizes expected to take longer than this gets a note on how to pick a size
 LONG_RUN_S = 3600.0
+#: any run expected to take longer than this says so after its first block, with its memory and disk
+PROBE_NOTE_S = 600.0
 
 
-def long_run_note(run: RunPlan, first_block_s: float, blocks_left: int, processes: int) -> str | None:
-    """A note when the paper's default size (no --n, no --quick) will take over LONG_RUN_S at the
-    speed of the first block, saying how to pick a size; None otherwise (the run goes on)."""
-    if run.config.n is not None or run.profile != "paper":
-        return None
+def first_block_note(run: RunPlan, first_block_s: float, blocks_left: int, processes: int, state_bytes: int) \
+        -> str | None:
+    """What a person should know once the first block (the probe) is done, None for a short run:
+    the expected time, the state it keeps in memory and in the file, and — for the paper's default
+    size over LONG_RUN_S — how to pick a size. The run goes on either way."""
     expected = first_block_s * blocks_left / max(1, processes)
-    if expected <= LONG_RUN_S:
-        return None
-    return (f"this run uses the paper's size, n = {run.n:,} ({run.design.n_rows:,} rows), and at the speed of its "
-            f"first block it needs about {expected / 3600:.1f} h; it goes on (Ctrl-C saves, --resume continues). "
-            f"For a first look give a smaller --n (docs/estimators.md: sizes and intervals) or --quick")
+    state = (f"it keeps {state_bytes / 2**20:,.0f} MiB of state in memory (per process) and in {run.config.out} "
+             f"while it runs, saved every {run.config.save_every} blocks")
+    if run.config.n is None and run.profile == "paper" and expected > LONG_RUN_S:
+        return (f"this run uses the paper's size, n = {run.n:,} ({run.design.n_rows:,} rows), and at the speed of "
+                f"its first block it needs about {expected / 3600:.1f} h; {state}; it goes on (Ctrl-C saves, "
+                f"--resume continues). For a first look give a smaller --n (docs/estimators.md: sizes and "
+                f"intervals) or --quick")
+    if expected > PROBE_NOTE_S:
+        return (f"{run.design.n_rows:,} rows in {run.design.n_blocks:,} blocks: about {expected / 60:,.0f} min at the "
+                f"speed of the first block; {state} (Ctrl-C saves, --resume continues)")
+    return None
 
 
 def execute(config: RunConfig, progress_factory: Callable[[int, int], Progress] | None = None,
@@ -102,6 +120,9 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
     runner: Runner | RegionRunner | RelevanceRunner = RegionRunner(run) if run.regions is not None else \
         RelevanceRunner(run) if run.relevance is not None else Runner(run)
     shapes = runner.shapes()
+    need = run.estimator.memory_note(run.design, shapes)
+    if need and notify is not None and world.is_main:
+        notify(need)
     fixed = runner.sections() if isinstance(runner, RegionRunner) else {}  # a region run's images and regions
 
     def fresh() -> Accumulator:
@@ -134,7 +155,9 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
 
     def save(rounds_done: int) -> None:
         if rounds_done == 1 and notify is not None and world.is_main:  # the first block is the probe
-            note = long_run_note(run, time.perf_counter() - started, n_blocks - start_block, world.size)
+            state_bytes = sum(t.numel() * t.element_size() for t in acc.state().values())
+            note = first_block_note(run, time.perf_counter() - started, n_blocks - start_block, world.size,
+                                    state_bytes)
             if note:
                 notify(note)
         # every rank has finished `rounds_done` rounds of W blocks: the merged state is a prefix
@@ -161,8 +184,13 @@ def _execute(config: RunConfig, results: ResultsFile, start_block: int, world: W
         leave(world)
         return run, None, elapsed
     maps = merged.finalize()
+    undefined = {}
+    if run.mode == "augmentations":  # a region run's score or a step-wise run's relevances have no such denominators
+        names = ratio_maps(run.estimator.fractions, run.estimator.analysis_maps)
+        undefined = {name: mark_low_variance(stats, names) for name, stats in maps.items()}
     attrs = base_attrs(run, COMPLETE, n_blocks, inputs) | {"elapsed_s": elapsed, "processes": world.size,
-                                                   "nonfinite_values": nonfinite_summary(maps)}
+                                                   "nonfinite_values": nonfinite_summary(maps),
+                                                   "low_variance": {k: v for k, v in undefined.items() if v}}
     sections = {"variables": variables, **fixed, "checkpoints": maps}
     if config.keep_state:  # float64 sums: to check exactness, or to merge with other runs later
         sections["state"] = state_tree(merged.state())

@@ -179,7 +179,7 @@ def test_binned_contrast_is_not_split_across_processes(monkeypatch, tmp_path):
     monkeypatch.setattr("sa_frame.engine.run.join", lambda device: World(0, 2))
     config = build_config({"extra": {"mode": "binned"}}, {"model": "ka-ishigami", "aug": "ishigami",
                                                           "estimator": "contrast", "n": 8, "out": str(tmp_path / "x.h5")})
-    with pytest.raises(UsageError, match="binned mode cannot be split"):
+    with pytest.raises(UsageError, match=r"binned mode \(the default\) cannot be split across processes.*-o mode=exact"):
         execute(config)
     assert torch.distributed.is_available()
 

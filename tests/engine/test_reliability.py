@@ -3,6 +3,8 @@ whose inputs or saved state changed, images whose bits would be clipped, stale t
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -536,9 +538,16 @@ def test_a_default_paper_size_run_that_takes_hours_gets_a_note_and_goes_on(tmp_p
     with pytest.raises(Exception, match="interrupted"):
         execute(config, notify=note)
     assert len(notes) == 1 and "the paper's size, n = 131,072" in notes[0] and "--n" in notes[0]
+    assert re.search(r"it keeps [\d,]+ MiB of state in memory \(per process\) and in .*p\.h5", notes[0])
     with h5py.File(tmp_path / "p.h5") as f:
         assert f.attrs["status"] == "running"  # it went on until stopped, and saved
     notes.clear()
     execute(build_config({}, dict(model="ka-ishigami", aug="ishigami", n=64, quiet=True, out=str(tmp_path / "q.h5"))),
             notify=note)
     assert notes == []
+    monkeypatch.setattr(run_module, "PROBE_NOTE_S", 0.0)  # any run expected to be long: time, memory, disk
+    with pytest.raises(Exception, match="interrupted"):
+        execute(build_config({}, dict(model="ka-ishigami", aug="ishigami", n=4096, quiet=True, save_every=1,
+                                      out=str(tmp_path / "r.h5"))), notify=note)
+    assert len(notes) == 1 and re.search(r"^[\d,]+ rows in [\d,]+ blocks: about [\d,]+ min", notes[0])
+    assert "paper's size" not in notes[0] and "MiB of state" in notes[0]

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 KA = ["--model", "ka-ishigami", "--aug", "ishigami"]
 
 
+def maps_of(path):
+    return ResultsFile(path).read("checkpoints")
+
+
 def maps(path, checkpoint="out"):
     return ResultsFile(path).read("checkpoints")[checkpoint]
 
@@ -234,7 +238,10 @@ def test_resume_with_another_config_names_the_keys(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     code, _, err = cli("run", *KA, "--n", "4096", "--seed", "5", "--out", out, "--quiet", "--resume")
-    assert code == 2 and "cannot resume" in err and "seed: 0 -> 5" in err
+    assert code == 2 and "cannot resume" in err and "seed: 0 -> 5" in err and "--resume --out" in err
+    assert "round differently" not in err  # the seed changes the numbers themselves: no batching note
+    code, _, err = cli("run", *KA, "--n", "4096", "--batch-size", "16", "--out", out, "--quiet", "--resume")
+    assert code == 2 and "batch_size: 64 -> 16" in err and "may then round differently" in err
     code, out_text, _ = cli("show", out)
     assert code == 0 and "not complete" in out_text
 
@@ -275,6 +282,15 @@ def test_contrast_run_reports_per_augmentation(tmp_path):
     res = maps(out, "fc")
     assert res["rank_biserial"].shape == (2, 10) and res["pvalue_by"].shape == (2, 10)
     assert "hflip" in text and "brightness" in text  # one summary row per treatment
+    assert "exact mode" not in err  # binned by default: nothing grows with n
+    exact = tmp_path / "exact.h5"
+    code, _, err = cli("run", "--estimator", "contrast", "--aug", "hflip,brightness", "--n", "16", "--n-inner", "2",
+                       "-o", "mode=exact", "--out", exact, "--quiet")
+    assert code == 0, err
+    activations = sum(v["mean"].size if "mean" in v else v["n_pairs"][0].size for v in maps_of(exact).values())
+    pairs = 16 * (1 + 2)  # hflip has no parameter: one row per outer sample; brightness n_inner = 2
+    assert f"{pairs:,} pairs x {activations:,} activations x 8 bytes" in " ".join(err.split())
+    np.testing.assert_allclose(maps(exact, "fc")["rank_biserial"], res["rank_biserial"], atol=0.05)
 
 
 def test_chunked_input_preparation_equals_whole_batch(tmp_path, monkeypatch):

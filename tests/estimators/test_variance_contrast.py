@@ -93,7 +93,7 @@ def test_contrast_design_layout():
 def test_contrast_exact_equals_scipy():
     problem = _contrast_problem()
     est = lookup("estimator", "contrast")
-    design = est.design(problem, 60, seed=1, n_inner=4, outer_per_block=16)
+    design = est.design(problem, 60, seed=1, n_inner=4, outer_per_block=16, mode="exact")
     acc = est.accumulator(problem, design, {"y": (4,)})
     ys = []
     for block, y in _outputs(problem, _contrast_fn, design):
@@ -179,7 +179,7 @@ def test_contrast_keeps_the_ties_of_float64_outputs():
         return torch.stack([a * x[:, 1] + b * x[:, 0] + c for a, b, c in steps], 1)
 
     est = lookup("estimator", "contrast")
-    design = est.design(problem, 40, seed=4, n_inner=1)
+    design = est.design(problem, 40, seed=4, n_inner=1, mode="exact")
     acc = est.accumulator(problem, design, {"y": (len(steps),)})
     ys = []
     for block, y in _outputs(problem, fn, design):
@@ -196,3 +196,21 @@ def test_contrast_keeps_the_ties_of_float64_outputs():
         r_plus = r[d[:, c] > 0].sum() + 0.5 * r[d[:, c] == 0].sum()
         total = len(d) * (len(d) + 1) / 2
         assert res["rank_biserial"][0, c] == pytest.approx((2 * r_plus - total) / total, abs=1e-12)
+
+
+def _state_bytes(n: int, mode: str | None) -> int:
+    problem = _contrast_problem()
+    est = lookup("estimator", "contrast")
+    design = est.design(problem, n, seed=3, n_inner=4, **({"mode": mode} if mode else {}))
+    acc = est.accumulator(problem, design, {"y": (4,)})
+    for block, y in _outputs(problem, _contrast_fn, design):
+        acc.update(block, {"y": y})
+    return sum(t.numel() * t.element_size() for t in acc.state().values())
+
+
+def test_contrast_default_memory_does_not_grow_with_n():
+    """Binned by default: the state (all the run keeps) is the same at n and 4n; exact mode's grows."""
+    assert lookup("estimator", "contrast").options({}).mode == "binned"
+    small, large = _state_bytes(64, None), _state_bytes(256, None)
+    assert large <= 1.1 * small and large == small
+    assert _state_bytes(256, "exact") > 3 * _state_bytes(64, "exact")  # what the default avoids

@@ -308,8 +308,8 @@ def binned_statistics(st: dict[str, Tensor]) -> dict[str, Tensor]:
 class ContrastOptions:
     n_inner: int = option(10, "rows per treatment and outer sample (one for parameter-free augmentations)")
     outer_per_block: int = option(16, "outer samples per design block")
-    mode: str = option("exact", "exact (keeps every paired difference; memory grows with n) or binned "
-                                "(streaming histograms; memory fixed)")
+    mode: str = option("binned", "binned (streaming histograms of |D|: memory fixed; within 0.001 of exact) or "
+                                 "exact (keeps every paired difference; memory grows with n, said before the run)")
     bins: int = option(DEFAULT_BINS, "histogram bins per activation in binned mode")
     sampler: str = option("paired", "registered sampler that builds the paired design")
 
@@ -338,9 +338,19 @@ class ContrastEstimator(Estimator):
 
     def split_error(self, design: PairedDesign) -> str | None:
         if design.mode == "binned":
-            return ("contrast in binned mode cannot be split across processes (its bins come from the first "
-                    "block each process sees); use mode exact or a single process")
+            return ("contrast in binned mode (the default) cannot be split across processes (its bins come from "
+                    "the first block each process sees); give -o mode=exact or run a single process")
         return None
+
+    def memory_note(self, design: PairedDesign, shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+        if design.mode != "exact":
+            return None
+        activations = sum(math.prod(shape) for shape in shapes.values())
+        pairs = design.n * sum(design.rows_per_treatment)
+        need = pairs * activations * 8  # float64 differences, kept until the end
+        return (f"contrast in exact mode keeps every paired difference: {pairs:,} pairs x {activations:,} "
+                f"activations x 8 bytes = {need / 2**30:.2f} GiB, and about as much again while scipy ranks "
+                f"them; -o mode=binned streams in fixed memory")
 
     def accumulator(self, problem: Problem, design: PairedDesign, shapes: Mapping[str, tuple[int, ...]],
                     device: str | torch.device = "cpu") -> ContrastAccumulator:

@@ -195,7 +195,8 @@ class ShapleyAccumulator(Accumulator):
         se = spread.sqrt() / m.sqrt()
         total = raw.sum(0)
         mean = st["s_y"] / st["n_y"].clamp(min=1)
-        flat = zero_variance(total.clamp(min=0), mean)
+        var = st["total"] / m  # the estimated variance as stored: 0 there means flagged (sum(phi) may be 1e-18)
+        flat = zero_variance(var.clamp(min=0), mean) | zero_variance(total.clamp(min=0), mean)
         scale = torch.where(flat, 1.0, total)
         share = raw / scale
         n_perm = int(st["n_perm"].max())
@@ -207,7 +208,8 @@ class ShapleyAccumulator(Accumulator):
         t = float(student_t.ppf(0.5 + CONF_LEVEL / 2, dof)) if dof > 0 else float("nan")
         out = {"shapley": torch.where(flat, 0.0, share), "shapley_raw": raw,
                "shapley_se": torch.where(flat, 0.0, share_se), "shapley_conf": torch.where(flat, 0.0, t * share_se),
-               "shapley_raw_se": se, "var": st["total"] / m, "mean": mean, "zero_variance": flat.to(torch.uint8),
+               "shapley_raw_se": se, "var": var, "mean": mean, "zero_variance": flat.to(torch.uint8),
+               "index_var": torch.where(flat, 0.0, total), "index_scale": raw.abs().sum(0),  # the shares' denominator
                "nonfinite": st["nonfinite"]}
         return {key: value.cpu().numpy() for key, value in out.items()}
 
@@ -246,9 +248,10 @@ class ShapleyOptions:
 class ShapleyEstimator(Estimator):
     name = "shapley"
     description = "Shapley effects (Song-Nelson-Staum random permutations, total-effect cost)"
-    outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_conf", "shapley_raw_se", "var", "mean",
-               "zero_variance")
+    outputs = ("shapley", "shapley_raw", "shapley_se", "shapley_conf", "shapley_raw_se", "var", "mean", "index_var",
+               "index_scale", "zero_variance")
     summary = ("shapley",)
+    ungrouped = Estimator.ungrouped | {"index_var", "index_scale"}
 
     fractions = frozenset({"shapley"})
     analysis_maps = {"shapley": ("shapley_raw", "shares")}

@@ -307,6 +307,7 @@ class SobolAccumulator(Accumulator):
         for key in ("S1", "ST", "S1_conf", "ST_conf"):
             out[key] = torch.where(flat, 0.0, out[key])
         out.update(mean=mu + total["shift"], var=var_all.clamp(min=0), zero_variance=flat.to(torch.uint8),
+                   index_var=torch.where(flat, 0.0, est["v"]),  # the indices' denominator: A and B rows' variance
                    nonfinite=total["nonfinite"], n_points=n)
         return {key: value.cpu().numpy() for key, value in out.items()}
 
@@ -413,8 +414,9 @@ class SobolOptions:
 class SobolEstimator(Estimator):
     name = "sobol"
     description = "Sobol indices S1, ST (and S2) on a grouped Saltelli design"
-    outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "S2_conf", "conf_dof", "mean", "var", "zero_variance")
-    ungrouped = Estimator.ungrouped | {"conf_dof", "n_points"}
+    outputs = ("S1", "ST", "S2", "S1_conf", "ST_conf", "S2_conf", "conf_dof", "mean", "var", "index_var",
+               "zero_variance")
+    ungrouped = Estimator.ungrouped | {"conf_dof", "n_points", "index_var"}
     summary = ("S1", "ST")
     fractions = frozenset({"S1", "ST", "S2"})
     analysis_maps = {"S1": ("S1", "clip"), "ST": ("ST", "clip")}
