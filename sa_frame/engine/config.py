@@ -7,11 +7,14 @@ compares its identity keys (everything that changes the numbers) with the stored
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from sa_frame.core.errors import UsageError, did_you_mean, yaml_error
 
@@ -74,6 +77,13 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+HINTS = typing.get_type_hints(RunConfig)
+
+
+@functools.cache
+def _adapter(key: str) -> TypeAdapter:
+    """pydantic's validator of one field (numbers given for a name are read as text: ``--weights 1``)."""
+    return TypeAdapter(HINTS[key], config=ConfigDict(coerce_numbers_to_str=True))
 # what a YAML file may set: everything but the acts of one invocation
 FILE_KEYS = [k for k in FIELDS if k not in ("resume", "force")]
 
@@ -125,24 +135,16 @@ def build_config(file_values: dict[str, Any], flags: dict[str, Any], source: str
         merged.pop(key, None)
     merged["options"] = options
     for key, value in list(merged.items()):
-        kind = FIELDS[key].type
         if value is None:
             continue
+        if key == "checkpoints" and isinstance(value, str):  # --checkpoints a,b,c
+            value = [s.strip() for s in value.split(",") if s.strip()]
         try:
-            if kind in ("int", "int | None"):
-                if isinstance(value, bool) or float(value) != int(value):
-                    raise ValueError
-                merged[key] = int(value)
-            elif kind == "bool":
-                if not isinstance(value, bool):
-                    raise ValueError
-            elif kind in ("str", "str | None"):
-                merged[key] = str(value)
-            elif kind == "list[str] | None":
-                merged[key] = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) \
-                    else [str(s) for s in value]
-        except (TypeError, ValueError, OverflowError):  # OverflowError: int(.inf)
-            raise UsageError(f"{source}: {key} must be of type {kind}, got {value!r}") from None
+            if isinstance(value, bool) != (HINTS[key] is bool):  # YAML's yes/1 are not a size, nor 1 a yes
+                raise ValueError
+            merged[key] = _adapter(key).validate_python(value)
+        except (ValueError, ValidationError):
+            raise UsageError(f"{source}: {key} must be of type {FIELDS[key].type}, got {value!r}") from None
     config = RunConfig(**merged)
     if Path(config.out).suffix.lower() not in RESULTS_SUFFIXES:
         raise UsageError(f"--out {config.out}: a results file is HDF5, its name ends in "

@@ -15,6 +15,17 @@ MASKS_DIR = "masks"
 PARTITION_DIRS = {"train": ("train",), "valid": ("valid", "val")}
 
 
+def scan(folder: Path, classes: list[str]) -> list[list[Path]]:
+    """The image files of each class folder (any depth, sorted), by torchvision's ImageFolder scan."""
+    from torchvision.datasets.folder import make_dataset
+
+    per_class: list[list[Path]] = [[] for _ in classes]
+    for path, index in make_dataset(str(folder), {c: k for k, c in enumerate(classes)}, extensions=IMAGE_SUFFIXES,
+                                    allow_empty=True):
+        per_class[index].append(Path(path))
+    return per_class
+
+
 class FolderSet(ImageSet):
     """Images in ImageFolder layout: root/train/<class>/*.jpg and root/valid (or val)/<class>/...,
     or root/<class>/*.jpg (one partition, no partition variable). Each image is prepared in the
@@ -42,8 +53,7 @@ class FolderSet(ImageSet):
             classes = sorted(d.name for d in folder.iterdir()
                              if d.is_dir() and not (masks_here and d.name == MASKS_DIR))
             class_sets.append(classes)
-            self.files.append([sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-                               for c in classes])
+            self.files.append(scan(folder, classes))
         if not class_sets[0]:
             raise UsageError(f"data folder {root} has no class sub-folders ({root}/<class>/<image> expected)")
         if any(cs != class_sets[0] for cs in class_sets):
