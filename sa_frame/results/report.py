@@ -77,7 +77,7 @@ def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: 
     plt = pyplot()
 
     keys = keys or estimator.summary
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys) + 1, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys) + 1, 4.5), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
         labels, checkpoints, table = summary_rows(results, key, estimator)
         image = ax.imshow(table, cmap="viridis", aspect="auto", vmin=0)
@@ -87,7 +87,6 @@ def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: 
         fig.colorbar(image, ax=ax, fraction=0.046)
     attrs = results.attrs()
     fig.suptitle(f"{attrs['model']} - {attrs['estimator']} - {results.path.name}")
-    fig.tight_layout()
     save_figure(fig, out)
     return out
 
@@ -137,13 +136,18 @@ def pyplot() -> Any:
 
 
 def dendrogram_figure(linkage: Any, labels: list[str], matrix: Any, titles: tuple[str, str], limits: tuple[float, float],
-                      cmap: str, out: Path, row_height: float = 0.35) -> Path:
-    """A dendrogram (left) beside the matrix of the same items in the dendrogram's order (right), as PNG."""
+                      cmap: str, out: Path, row_height: float = 0.35, cut: float | None = None) -> Path:
+    """A dendrogram (left; its flat clusters coloured and the cut dashed when `cut` is given)
+    beside the matrix of the same items in the dendrogram's order (right), as PNG."""
     from scipy.cluster import hierarchy
 
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, row_height * len(labels) + 2.5))
-    tree = hierarchy.dendrogram(linkage, labels=labels, orientation="left", ax=left)
+    tree = hierarchy.dendrogram(linkage, labels=labels, orientation="left", ax=left,
+                                **({"color_threshold": cut, "above_threshold_color": "0.55"} if cut else {}))
+    if cut:
+        left.axvline(cut, color="0.3", linestyle="--", linewidth=0.8)
+        left.text(cut, 1.0, f" cut {cut:.3g}", transform=left.get_xaxis_transform(), fontsize=7, va="bottom")
     left.set_title(titles[0], fontsize=9)
     order = tree["leaves"][::-1]
     image = right.imshow(np.asarray(matrix)[np.ix_(order, order)], cmap=cmap, vmin=limits[0], vmax=limits[1])

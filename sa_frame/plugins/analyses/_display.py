@@ -25,6 +25,17 @@ def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequenc
     console.print(table)
 
 
+def distinct_colours(n: int) -> list[Any]:
+    """n colours a reader tells apart: tab10 up to 10, tab20 up to 20, evenly spaced hues beyond."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](k) for k in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](k) for k in range(n)]
+    return [matplotlib.colormaps["hsv"](k / n) for k in range(n)]
+
+
 save = save_figure  # the kernel's figure writer (PNG, closed afterwards, one clear line if unwritable)
 
 

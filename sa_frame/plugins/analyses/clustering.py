@@ -3,7 +3,8 @@
 Objects are the (input augmentation, masking variable) pairs of a `masking` analysis,
 described by their 17 top-1 accuracies; their distance is sqrt(1 - |Spearman rho|) and
 the tree is scikit-learn's average-linkage AgglomerativeClustering, converted to a scipy
-linkage matrix for the dendrogram and the flat clusters (fcluster at a distance cut).
+linkage matrix for the dendrogram and the flat clusters (cut in the largest gap between merge
+heights by default: sa_frame.flat_clusters).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import numpy as np
 from scipy import stats
 from scipy.cluster import hierarchy
 
-from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, flat_clusters, maps, no_progress, option
 from sa_frame.plugins.analyses._display import pyplot, save
 
 
 @dataclass
 class ClusteringOptions:
-    cut: float = option(0.025, "fcluster distance for the flat clusters")
+    cut: float = option(0.0, "fcluster distance for the flat clusters (0: in the largest gap between merge "
+                             "heights)")
     include_original: bool = option(False, "also cluster the (original input, variable) pairs")
 
 
@@ -71,9 +73,9 @@ class ClusteringAnalysis(Analysis):
         labels = [f"{i} | {v}" for i in inputs[first:] for v in variables]
         rho, distance = signature_distances(features.reshape(-1, features.shape[-1]))
         linkage = average_linkage(distance)
-        clusters = hierarchy.fcluster(linkage, options.cut, "distance")
+        clusters, cut = flat_clusters(linkage, options.cut)
         return {"labels": np.array(labels), "spearman": rho, "distance": distance, "linkage": linkage,
-                "clusters": clusters, "n_clusters": int(clusters.max())}
+                "clusters": clusters, "n_clusters": int(clusters.max()), "cut": cut}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         from rich.table import Table
@@ -90,7 +92,12 @@ class ClusteringAnalysis(Analysis):
         plt = pyplot()
         labels = [str(v) for v in outputs["labels"]]
         fig, ax = plt.subplots(figsize=(6, 1.5 + 0.18 * len(labels)))
-        hierarchy.dendrogram(outputs["linkage"], labels=labels, orientation="right", ax=ax, leaf_font_size=6)
+        cut = float(outputs["cut"]) if "cut" in outputs else None
+        hierarchy.dendrogram(outputs["linkage"], labels=labels, orientation="right", ax=ax, leaf_font_size=6,
+                             **({"color_threshold": cut, "above_threshold_color": "0.55"} if cut else {}))
+        if cut:
+            ax.axvline(cut, color="0.3", linestyle="--", linewidth=0.8)
         ax.set_xlabel("sqrt(1 - |Spearman rho|)")
-        ax.set_title("masking signatures, average linkage")
+        ax.set_title(f"masking signatures, average linkage: {int(outputs['n_clusters'])} clusters"
+                     + (f" at cut {cut:.3g}" if cut else ""))
         return [save(fig, prefix.with_suffix(".clustering.png"))]

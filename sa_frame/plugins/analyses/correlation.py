@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
-from sa_frame.plugins.analyses._display import heatmap, print_matrix, pyplot, save
+from sa_frame.plugins.analyses._display import distinct_colours, heatmap, print_matrix, pyplot, save
 from sa_frame.plugins.analyses._spearman import spearman_matrices, spearman_with
 
 NAN_POLICIES = ("any", "all")
@@ -125,20 +125,40 @@ class CorrelationAnalysis(Analysis):
                          variables, variables, per_checkpoint[checkpoints[0]]["mean"])
 
     def figures(self, outputs: Mapping[str, Any], prefix: Path) -> list[Path]:
+        """Small multiples: one panel per variable, its correlation with each other variable across
+        the checkpoints (a partner keeps its colour in every panel; 28 lines in one axes were not
+        readable)."""
         plt = pyplot()
         checkpoints = [str(c) for c in outputs["checkpoints"]]
-        pairs = [str(p) for p in outputs["pairs"]]
+        variables = [str(v) for v in outputs["variables"]]
+        n = len(variables)
+        index = {(i, j): k for k, (i, j) in enumerate((i, j) for i in range(n) for j in range(i + 1, n))}
+        colours = distinct_colours(n)
+        columns = min(4, n)
+        rows = -(-n // columns)
         written = []
         for value, evolution in outputs["evolution"].items():
-            fig, ax = plt.subplots(figsize=(7, 4))
-            for label, row in zip(pairs, evolution):
-                ax.plot(checkpoints, row, marker="o", lw=1, label=label)
-            ax.set_ylabel("mean Spearman over pixels")
-            ax.set_ylim(-1, 1)
-            ax.set_title(f"{value}: correlation of variable pairs across checkpoints")
-            ax.tick_params(axis="x", rotation=45)
-            if len(pairs) <= 28:
-                ax.legend(fontsize=5, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+            fig, axes = plt.subplots(rows, columns, figsize=(3.1 * columns, 2.3 * rows + 1.0), sharex=True,
+                                     sharey=True, squeeze=False, layout="constrained")
+            for a, ax in enumerate(axes.flat):
+                if a >= n:
+                    ax.set_visible(False)
+                    continue
+                for b in range(n):
+                    if b != a:
+                        ax.plot(range(len(checkpoints)), evolution[index[min(a, b), max(a, b)]], marker="o", ms=2.5,
+                                lw=1, color=colours[b], label=variables[b])
+                ax.axhline(0, color="0.7", lw=0.6)
+                ax.set_title(variables[a], fontsize=8)
+                ax.set_ylim(-1, 1)
+                ax.tick_params(labelsize=7)
+            for ax in axes[-1]:
+                ax.set_xticks(range(len(checkpoints)), checkpoints, rotation=45, ha="right", fontsize=7)
+            for ax in axes[:, 0]:
+                ax.set_ylabel("mean Spearman", fontsize=7)
+            handles = [plt.Line2D([], [], color=colours[b], marker="o", ms=3, lw=1) for b in range(n)]
+            fig.legend(handles, variables, loc="outside lower center", ncol=min(n, 8), fontsize=7, frameon=False)
+            fig.suptitle(f"{value}: correlation of each variable's map with the others', by checkpoint", fontsize=9)
             written.append(save(fig, prefix.with_suffix(f".correlation-{value}.png")))
         return written
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
-from sa_frame.plugins.analyses._display import print_matrix, pyplot, save
+from sa_frame.plugins.analyses._display import distinct_colours, print_matrix, pyplot, save
 
 
 @dataclass
@@ -115,16 +115,31 @@ class LdaAnalysis(Analysis):
         plt = pyplot()
         variables = [str(v) for v in outputs["variables"]]
         results = outputs["checkpoints"]
-        fig, axes = plt.subplots(2, len(results), figsize=(3.6 * len(results), 7), squeeze=False)
+        colours = distinct_colours(len(variables))
+        fig, axes = plt.subplots(2, len(results), figsize=(3.4 * len(results) + 0.6, 7.2), squeeze=False,
+                                 layout="constrained")
         for k, (checkpoint, r) in enumerate(results.items()):
             ax = axes[0, k]
             for label, name in enumerate(variables):
                 points = r["projection"][r["labels"] == label]
-                ax.scatter(points[:, 0], points[:, 1], s=6, label=name)
-            ax.set_title(f"{checkpoint} (valid acc {float(r['valid_accuracy']):.2f})", fontsize=8)
-            axes[1, k].imshow(r["valid"], vmin=0, vmax=1, cmap="viridis")
-            axes[1, k].set_xticks(range(len(variables)), variables, rotation=90, fontsize=6)
-            axes[1, k].set_yticks(range(len(variables)), variables, fontsize=6)
-        axes[0, 0].legend(fontsize=6, markerscale=2)
-        fig.suptitle(f"LDA of {outputs['value']} maps: 2-D projections and validation confusion matrices")
+                ax.scatter(points[:, 0], points[:, 1], s=6, color=colours[label], label=name)
+            ax.set_title(f"{checkpoint}\nvalidation accuracy {float(r['valid_accuracy']):.2f}", fontsize=8)
+            ax.set_xticks([])  # discriminant coordinates have no units: axes named, ticks left out
+            ax.set_yticks([])
+            ax.set_xlabel("LD1", fontsize=7)
+            ax.set_ylabel("LD2", fontsize=7)
+            matrix = axes[1, k]
+            image = matrix.imshow(r["valid"], vmin=0, vmax=1, cmap="viridis")
+            matrix.set_xticks(range(len(variables)), variables, rotation=90, fontsize=6)
+            # row labels once, on the left panel: repeated they ran into the neighbouring matrix
+            matrix.set_yticks(range(len(variables)), variables if k == 0 else [], fontsize=6)
+            matrix.set_xlabel("predicted", fontsize=7)
+        axes[1, 0].set_ylabel("true", fontsize=7)
+        colorbar = fig.colorbar(image, ax=list(axes[1]), fraction=0.02)
+        colorbar.set_label("share of the true variable's maps", fontsize=7)
+        colorbar.ax.tick_params(labelsize=6)
+        handles = [plt.Line2D([], [], color=c, marker="o", lw=0, ms=4) for c in colours]
+        fig.legend(handles, variables, loc="outside lower center", ncol=min(len(variables), 8), fontsize=7,
+                   frameon=False)
+        fig.suptitle(f"LDA of {outputs['value']} maps: 2-D projections and validation confusion matrices", fontsize=9)
         return [save(fig, prefix.with_suffix(".lda.png"))]

@@ -14,7 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import Analysis, InfluenceImages, Progress, ResultsFile, UsageError, no_progress, option, same_class_share
+from sa_frame import (
+    Analysis,
+    InfluenceImages,
+    Progress,
+    ResultsFile,
+    UsageError,
+    flat_clusters,
+    no_progress,
+    option,
+    same_class_share,
+)
 from sa_frame.plugins.influence.figures import cluster_figure, layers_figure, summary_figure, top_figure
 
 SIDES = ("proponents", "opponents")
@@ -132,7 +142,8 @@ class ClusterOptions:
     profile: str = option("auto", "auto (scores if kept, else class means), scores (needs --keep-scores) or "
                                   "class-means: what a layer's profile over the test images is")
     condition: str = option("all", "all, or one condition's name: the test images the profiles cover")
-    cut: float = option(0.5, "1 - Pearson r at which the dendrogram is cut into clusters")
+    cut: float = option(0.0, "1 - Pearson r at which the dendrogram is cut into clusters (0: in the largest gap "
+                             "between merge heights)")
 
 
 class InfluenceClusterAnalysis(Analysis):
@@ -168,8 +179,9 @@ class InfluenceClusterAnalysis(Analysis):
         distance = np.clip(1 - pearson, 0, 2)
         np.fill_diagonal(distance, 0)
         linkage = hierarchy.linkage(squareform(distance, checks=False), method="average")
+        clusters, cut = flat_clusters(linkage, options.cut)
         return {"layers": np.array(layers), "profile": profile, "pearson": pearson, "linkage": linkage,
-                "clusters": hierarchy.fcluster(linkage, options.cut, "distance")}
+                "clusters": clusters, "cut": cut}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         from rich.table import Table

@@ -54,7 +54,7 @@ def cluster_figure(outputs: Mapping[str, Any], out: Path) -> Path:
     """The dendrogram of the layers (average linkage on 1 - r) beside their Pearson matrix."""
     return dendrogram_figure(outputs["linkage"], [str(x) for x in outputs["layers"]], outputs["pearson"],
                              ("layers by influence profile (1 - Pearson r)", f"Pearson r ({outputs['profile']})"),
-                             (-1, 1), "RdBu_r", out, row_height=0.4)
+                             (-1, 1), "RdBu_r", out, row_height=0.4, cut=outputs.get("cut"))
 
 
 def top_figure(outputs: Mapping[str, Any], out: Path) -> Path:

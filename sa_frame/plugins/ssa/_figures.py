@@ -67,4 +67,4 @@ def cluster_figure(outputs: Mapping[str, Any], out: Path) -> Path:
     """The dendrogram of the classes beside the matrix of neurons their graphs share."""
     return dendrogram_figure(outputs["linkage"], [str(c) for c in outputs["classes"]], outputs["jaccard"],
                              ("classes by shared graph neurons", "Jaccard overlap of the graphs' neurons"), (0, 1),
-                             "viridis", out)
+                             "viridis", out, cut=outputs.get("cut"))

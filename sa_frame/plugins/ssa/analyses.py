@@ -19,6 +19,7 @@ from sa_frame import (
     ResultsFile,
     UsageError,
     dependency_graph,
+    flat_clusters,
     no_progress,
     option,
     rebuild,
@@ -352,7 +353,7 @@ class ClusterOptions:
     keep: float = option(0.5, "keep fraction of the global class graphs compared")
     aggregation: str = option("mean", "mean relevance, or tukey (the outlier frequency)")
     linkage: str = option("average", "average (with cosine distances) or ward (on L2-normalised rows)")
-    cut: float = option(0.5, "distance at which flat clusters are cut")
+    cut: float = option(0.0, "distance at which flat clusters are cut (0: in the largest gap between merge heights)")
 
 
 class SsaClusterAnalysis(Analysis):
@@ -382,7 +383,7 @@ class SsaClusterAnalysis(Analysis):
         shared = bags @ bags.T
         return {"classes": np.array(classes), "bags": bags.astype(np.uint8), "shared": shared,
                 "jaccard": shared / np.maximum(bags.sum(1)[:, None] + bags.sum(1)[None] - shared, 1),
-                "linkage": linkage, "clusters": hierarchy.fcluster(linkage, options.cut, "distance")}
+                "linkage": linkage, **dict(zip(("clusters", "cut"), flat_clusters(linkage, options.cut)))}
 
     def report(self, outputs: Mapping[str, Any], console: Any) -> None:
         from rich.table import Table
