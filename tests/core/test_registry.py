@@ -135,6 +135,16 @@ def test_example_plugin_after_pip_install(tmp_path):
     assert {"kind": "augmentation", "name": "vignette", "provider": "sa-frame-vignette", "version": "0.1.0",
             "builtin": False, "description": "darken the corners (strength 0 = no-op, 1 = black corners)"} \
         in json.loads(listed.stdout)
+    assert {"kind": "augmentation", "name": "invert", "provider": "sa-frame-vignette", "version": "0.1.0",
+            "builtin": False, "description": "colour inversion, 1 - x (parameter-free: switched)"} \
+        in json.loads(listed.stdout)
+    # the tutorial's lazy hook module: `sa-frame --help` with the plugin loaded imports no torch
+    code = ("import sys\nfrom sa_frame.cli.app import main\nimport sa_frame\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nassert 'sa_frame_vignette' in sys.modules\nprint('torch' in sys.modules)")
+    helped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, **env, "SA_FRAME_LOAD_PLUGINS": "vignette"})
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.strip().splitlines()[-1] == "False"
     everything = json.loads(_run_cli("plugins", "--json", "--all", env={**env, "SA_FRAME_LOAD_PLUGINS": "vignette"}
                                      ).stdout)
     assert {"sobol", "vignette"} <= {item["name"] for item in everything}
@@ -152,9 +162,9 @@ def test_example_plugin_after_pip_install(tmp_path):
         clash.stderr, clash.stderr
     picked = _run_cli("plugins", "--json", env={**env, "SA_FRAME_LOAD_PLUGINS": "sa-frame-vignette:vignette"})
     assert picked.returncode == 0, picked.stderr
-    assert [item["provider"] for item in json.loads(picked.stdout)] == ["sa-frame-vignette"]
+    assert [item["provider"] for item in json.loads(picked.stdout)] == ["sa-frame-vignette"] * 2  # invert, vignette
     # and it really augments: identity is a no-op, strength 1 blackens the corners
-    code = ("import torch, sa_frame_vignette as v; a = v.Vignette(); x = torch.rand(2, 3, 9, 9); "
+    code = ("import torch, sa_frame_vignette.augmentations as v; a = v.Vignette(); x = torch.rand(2, 3, 9, 9); "
             "y = a(x, {'strength': torch.tensor([0.0, 1.0])}); "
             "print(bool(torch.equal(y[0], x[0])), float(y[1, :, 0, 0].abs().max()), bool(torch.equal(y[1, :, 4, 4], x[1, :, 4, 4])))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
