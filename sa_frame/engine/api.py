@@ -6,6 +6,7 @@ and results file as the command; a run's numbers equal the command's for the sam
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from sa_frame.core.errors import UsageError
+from sa_frame.core.errors import UsageError, did_you_mean
 from sa_frame.core.model import IMAGENET_MEAN, IMAGENET_STD
+from sa_frame.core.registry import lookup
 from sa_frame.engine.config import FILE_KEYS, OPTION_ALIASES, build_config
 from sa_frame.engine.module_model import register_module
 from sa_frame.engine.results_view import Results
@@ -48,13 +50,19 @@ def run(model: str | nn.Module = "demo-cnn", data: str = "demo", aug: str | Sequ
                              "aug": aug if isinstance(aug, str) else ",".join(aug),
                              "checkpoints": list(checkpoints) if checkpoints else None, "quiet": not progress}
     options: dict[str, Any] = {}
+    option_names = [f.name for f in dataclasses.fields(lookup("estimator", estimator).Options)]
     for key, value in settings.items():
         if key in _OWN:
             raise UsageError(f"sa_frame.run: give {key} as its own argument")
         if key in FILE_KEYS or key in ("resume", "force"):
             flags[key] = value
-        else:  # an estimator option: checked (with "did you mean") by the estimator
+        elif key in option_names or key in OPTION_ALIASES:
             options[key] = value
+        else:
+            settings_allowed = sorted({*FILE_KEYS, "resume", "force"} - set(_OWN))
+            raise UsageError(f"sa_frame.run: unknown setting {key!r}{did_you_mean(key, [*settings_allowed, *option_names])}"
+                             f"; run settings: {', '.join(settings_allowed)}; options of estimator {estimator!r}: "
+                             f"{', '.join(option_names) or '-'}")
     for alias in OPTION_ALIASES:  # n_outer, players, ...: the same either way
         if alias in options:
             flags[alias] = options.pop(alias)

@@ -126,6 +126,8 @@ def test_a_resumed_python_run_equals_the_uninterrupted_one_and_refuses_another_n
     (dict(model="resnet-18"), "did you mean"),
     (dict(checkpoints=["5"]), "checkpoint"),
     (dict(second_orderr=True), "did you mean 'second_order'"),
+    (dict(bacth_size=8), r"unknown setting 'bacth_size' \(did you mean 'batch_size'\?\); run settings: .*seed"),
+    (dict(estimator="sobl"), "did you mean 'sobol'"),
     (dict(estimator="sobol", out="r.txt"), "HDF5"),
     (dict(input_size=(0, 16)), "input_size"),
 ])
@@ -139,3 +141,14 @@ def test_a_run_without_maps_or_unfinished_file_is_refused(tmp_path):
     with pytest.raises(UsageError, match="not found"):
         sa_frame.open_results(tmp_path / "missing.h5")
 
+
+
+def test_analyze_rebuilds_the_given_module_and_stores_what_it_returns(tmp_path):
+    res = sa_frame.run(network(), out=tmp_path / "a.h5", input_size=SIZE, **SETTINGS)
+    outputs = res.analyze("accuracy", per_class=2, n_inner=1)
+    stored = res.file.read("analyses")["accuracy"]
+    np.testing.assert_array_equal(stored["top1"], outputs["top1"])
+    assert int(outputs["images"]) == 20 and str(outputs["inputs"][0]) == "original"  # 10 classes x 2
+    assert np.all(outputs["top1"] <= outputs["top5"])
+    with pytest.raises(UsageError, match="unknown analysis"):
+        res.analyze("accuracyy")
