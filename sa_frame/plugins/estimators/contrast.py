@@ -43,6 +43,8 @@ from sa_frame import (
 )
 
 MODES = ("exact", "binned")
+COUNT_DTYPE = torch.int32
+EDGE_DTYPE = torch.float32
 DEFAULT_BINS = 64
 EPS = 1e-20
 
@@ -166,26 +168,26 @@ class ContrastAccumulator(Accumulator):
         m = diff.shape[-1]
         if "edges" not in st:
             n_t = len(self.design.treatments)
-            st["edges"] = torch.zeros(n_t, m, self.bins, dtype=ACC_DTYPE, device=self.device)
-            st["pos"] = torch.zeros(n_t, m, self.bins + 2, dtype=ACC_DTYPE, device=self.device)
+            # activations last, as every state tensor (a resume checks that layout); counts as int32
+            # (exact to 2^31 pairs) and edges as float32: the histograms are the state's bulk
+            # (treatments x bins x activations), half the memory of float64 for the same ranks
+            st["edges"] = torch.zeros(n_t, self.bins, m, dtype=EDGE_DTYPE, device=self.device)
+            st["pos"] = torch.zeros(n_t, self.bins + 2, m, dtype=COUNT_DTYPE, device=self.device)
             st["neg"] = torch.zeros_like(st["pos"])
-            st["zero"] = torch.zeros(n_t, m, dtype=ACC_DTYPE, device=self.device)
-            st["has_edges"] = torch.zeros(n_t, dtype=ACC_DTYPE, device=self.device)
-        if not st["has_edges"][g]:
+            st["zero"] = torch.zeros(n_t, m, dtype=COUNT_DTYPE, device=self.device)
+            st["has_edges"] = torch.zeros(n_t, m, dtype=ACC_DTYPE, device=self.device)
+        if not st["has_edges"][g].any():
             # quantiles of this first block's nonzero |D| fix the bins of every later block
             nonzero = torch.where(finite & (absd > 0), absd, float("nan"))
             q = torch.linspace(0, 1, self.bins + 2, dtype=ACC_DTYPE, device=self.device)[1:-1]
-            edges = torch.nanquantile(nonzero, q, dim=0).T  # (M, bins)
-            edges = torch.nan_to_num(edges, nan=0.0)
-            st["edges"][g] = torch.cummax(edges, dim=1).values
+            edges = torch.nan_to_num(torch.nanquantile(nonzero, q, dim=0), nan=0.0)  # (bins, M)
+            st["edges"][g] = torch.cummax(edges, dim=0).values.to(EDGE_DTYPE)
             st["has_edges"][g] = 1.0
-        index = 1 + torch.searchsorted(st["edges"][g].contiguous(), absd.T.contiguous(), right=True)
-        index = index.clamp(max=self.bins + 1)
-        positive = (finite & (diff > 0)).T.to(ACC_DTYPE)
-        negative = (finite & (diff < 0)).T.to(ACC_DTYPE)
-        st["pos"][g].scatter_add_(1, index, positive)
-        st["neg"][g].scatter_add_(1, index, negative)
-        st["zero"][g] += (finite & (diff == 0)).sum(0)
+        index = 1 + torch.searchsorted(st["edges"][g].T.contiguous(), absd.T.to(EDGE_DTYPE).contiguous(), right=True)
+        index = index.clamp(max=self.bins + 1).T  # (rows, M): each difference's bin
+        st["pos"][g].scatter_add_(0, index, (finite & (diff > 0)).to(COUNT_DTYPE))
+        st["neg"][g].scatter_add_(0, index, (finite & (diff < 0)).to(COUNT_DTYPE))
+        st["zero"][g] += (finite & (diff == 0)).sum(0).to(COUNT_DTYPE)
 
     def merge_checkpoint(self, name: str, other: Accumulator) -> None:
         if not other.stats[name]:
@@ -282,9 +284,17 @@ def rank_biserial(d: np.ndarray) -> np.ndarray:
 
 
 def binned_statistics(st: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rank-biserial and Wilcoxon (normal approximation, no tie term) from binned counts."""
-    pos, neg = st["pos"].clone(), st["neg"].clone()
-    zero = st["zero"]
+    """Rank-biserial and Wilcoxon (normal approximation, no tie term) from binned counts, one
+    treatment at a time: the rank arithmetic makes several copies of the (activations, bins)
+    counts, which for all treatments at once were the run's memory peak."""
+    per_treatment = [treatment_statistics(st["pos"][g], st["neg"][g], st["zero"][g]) for g in range(len(st["pos"]))]
+    return {key: torch.stack([t[key] for t in per_treatment]) for key in per_treatment[0]}
+
+
+def treatment_statistics(pos: Tensor, neg: Tensor, zero: Tensor) -> dict[str, Tensor]:
+    """The binned statistics of one treatment: counts (bins + 2, M) of positive and negative
+    differences per |D| bin and (M,) zero differences."""
+    pos, neg, zero = pos.T.to(ACC_DTYPE), neg.T.to(ACC_DTYPE), zero.to(ACC_DTYPE)  # (M, bins + 2) from (bins + 2, M)
     counts = pos + neg
     counts[..., 0] += zero
     before = counts.cumsum(-1) - counts
