@@ -62,3 +62,48 @@ def test_the_readme_function_example_gives_ishigami_s_indices():
     namespace = run_block("../README.md", "def ishigami")
     shares = namespace["res"]["shapley"][:, 0]  # groups g1 = {x1, x3}, g2 = {x2}: analytic 0.558, 0.442
     assert abs(shares.sum() - 1) < 1e-9 and abs(shares[0] - 0.558) < 0.05
+
+
+def test_the_salib_example_of_the_estimators_page():
+    namespace = run_block("estimators.md", "num_vars")
+    st = dict(zip(namespace["res"]["names"], namespace["res"]["ST"][:, 0]))
+    assert list(st) == ["x1", "x2", "x3"]
+    assert abs(st["x1"] - 0.558) < 0.05 and abs(st["x2"] - 0.442) < 0.05 and abs(st["x3"] - 0.244) < 0.05
+
+
+def test_the_influence_example_runs_its_own_asserts():
+    namespace = run_block("influence.md", "sa_frame.influence(")
+    assert namespace["result"].scores.shape[0] == 3
+
+
+def test_the_analysis_example_gives_the_share_of_dominated_activations(tmp_path):
+    from tests.cli_runner import cli
+
+    namespace = run_block("analyses.md", "class SensitiveUnits")
+    out = tmp_path / "shapley.h5"
+    code, _, err = cli("run", "--estimator", "shapley", "--n", "8", "--n-outer", "2", "--n-inner", "2", "--out", out,
+                       "--quiet")
+    assert code == 0, err
+    plugin = namespace["Plugin"]()
+    sa_frame.registry().add_plugin(plugin, provider="docs")
+    try:
+        code, _, err = cli("analyze", out, "sensitive-units", "-o", "threshold=0.3", "--no-figures")
+        assert code == 0, err
+    finally:
+        sa_frame.registry().remove_plugin(plugin)
+    stored = float(sa_frame.ResultsFile(out).read("analyses")["sensitive-units"]["share"])
+    shares = sa_frame.maps.sensitivity(sa_frame.ResultsFile(out), "shapley", "fc")
+    assert stored == (shares.max(axis=0) > 0.3).mean()
+
+
+def test_the_testing_page_example_passes(monkeypatch):
+    import sys
+
+    monkeypatch.syspath_prepend(str(DOCS.parent / "examples" / "sa-frame-vignette"))
+    try:
+        namespace = run_block("plugins/testing.md", "def test_the_augmentations_keep_the_contract")
+        namespace["test_the_augmentations_keep_the_contract"]()
+        namespace["test_every_registered_model_builds"]()
+    finally:
+        for name in [m for m in sys.modules if m.startswith("sa_frame_vignette")]:
+            del sys.modules[name]
