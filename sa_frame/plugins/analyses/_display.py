@@ -54,7 +54,10 @@ def heatmap(values: np.ndarray, rows: Sequence[str], columns: Sequence[str], xla
         for i, j in np.ndindex(values.shape):
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+    # long labels upright: at 45 degrees neighbours such as 'grayscale' and 'gaussian_blur' overlapped
+    upright = max((len(str(c)) for c in columns), default=0) > 6
+    ax.set_xticks(range(len(columns)), columns, rotation=90 if upright else 45, ha="center" if upright else "right",
+                  fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
