@@ -81,7 +81,9 @@ def summary_figure(results: ResultsFile, estimator: Estimator, out: Path, keys: 
     for ax, key in zip(axes[0], keys):
         labels, checkpoints, table = summary_rows(results, key, estimator)
         image = ax.imshow(table, cmap="viridis", aspect="auto", vmin=0)
-        ax.set_xticks(range(len(checkpoints)), checkpoints, rotation=45, ha="right", fontsize=8)
+        upright = max((len(c) for c in checkpoints), default=0) > 12  # 'features.10|features.8' at 45 deg collide
+        ax.set_xticks(range(len(checkpoints)), checkpoints, rotation=90 if upright else 45,
+                      ha="center" if upright else "right", fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_title(f"mean {key}{shown_note(key, estimator)} per activation", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
@@ -142,16 +144,16 @@ def dendrogram_figure(linkage: Any, labels: list[str], matrix: Any, titles: tupl
     from scipy.cluster import hierarchy
 
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, row_height * len(labels) + 2.5))
-    tree = hierarchy.dendrogram(linkage, labels=labels, orientation="left", ax=left,
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, row_height * len(labels) + 2.5), layout="constrained")
+    tree = hierarchy.dendrogram(linkage, labels=labels, orientation="left", ax=left, leaf_font_size=7,
                                 **({"color_threshold": cut, "above_threshold_color": "0.55"} if cut else {}))
     if cut:
         left.axvline(cut, color="0.3", linestyle="--", linewidth=0.8)
-        left.text(cut, 1.0, f" cut {cut:.3g}", transform=left.get_xaxis_transform(), fontsize=7, va="bottom")
-    left.set_title(titles[0], fontsize=9)
+    left.set_title(titles[0] + (f" (cut {cut:.3g}, dashed)" if cut else ""), fontsize=9)
+    left.tick_params(axis="x", labelsize=7)
     order = tree["leaves"][::-1]
     image = right.imshow(np.asarray(matrix)[np.ix_(order, order)], cmap=cmap, vmin=limits[0], vmax=limits[1])
-    right.set_xticks(range(len(order)), [labels[i] for i in order], rotation=60, ha="right", fontsize=7)
+    right.set_xticks(range(len(order)), [labels[i] for i in order], rotation=90, fontsize=7)
     right.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=7)
     right.set_title(titles[1], fontsize=9)
     fig.colorbar(image, ax=right, fraction=0.046)

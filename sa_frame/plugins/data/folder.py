@@ -20,6 +20,8 @@ def scan(folder: Path, classes: list[str]) -> list[list[Path]]:
     from torchvision.datasets.folder import make_dataset
 
     per_class: list[list[Path]] = [[] for _ in classes]
+    if not classes:  # torchvision refuses an empty class list; the caller names the problem
+        return per_class
     for path, index in make_dataset(str(folder), {c: k for k, c in enumerate(classes)}, extensions=IMAGE_SUFFIXES,
                                     allow_empty=True):
         per_class[index].append(Path(path))
