@@ -59,9 +59,9 @@ def run(model: str | nn.Module = "demo-cnn", data: str = "demo", aug: str | Sequ
         elif key in option_names or key in OPTION_ALIASES:
             options[key] = value
         else:
-            settings_allowed = sorted({*FILE_KEYS, "resume", "force"} - set(_OWN))
-            raise UsageError(f"sa_frame.run: unknown setting {key!r}{did_you_mean(key, [*settings_allowed, *option_names])}"
-                             f"; run settings: {', '.join(settings_allowed)}; options of estimator {estimator!r}: "
+            allowed = sorted({*FILE_KEYS, "resume", "force"} - set(_OWN))
+            raise UsageError(f"sa_frame.run: unknown setting {key!r}{did_you_mean(key, [*allowed, *option_names])}; "
+                             f"run settings: {', '.join(allowed)}; options of estimator {estimator!r}: "
                              f"{', '.join(option_names) or '-'}")
     for alias in OPTION_ALIASES:  # n_outer, players, ...: the same either way
         if alias in options:

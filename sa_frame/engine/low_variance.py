@@ -5,9 +5,10 @@ A Sobol index divides by the variance of the A and B rows; a Shapley share by th
 variance. For a ReLU unit that fires for a handful of rows that denominator can be a rounding
 error's size next to the checkpoint's other units, or be small next to the numerators (Sobol: the A
 and B rows happened to be silent while the AB rows were not; Shapley: large effects of both signs
-that cancel): the ratios then reach 1e7 (Sobol) or 1e16 (Shapley shares) and mean nothing. Such activations get NaN in every
-ratio map and 1 in the `low_variance` map; activations that do not vary at all keep their
-`zero_variance` flag and indices of 0. Analyses read NaN as 0, so both kinds count as "no effect".
+that cancel): the ratios then reach 1e7 (Sobol) or 1e16 (Shapley shares) and mean nothing. Such
+activations get NaN in every ratio map and 1 in the `low_variance` map; activations that do not
+vary at all keep their `zero_variance` flag and indices of 0. Analyses read NaN as 0, so both
+kinds count as "no effect".
 """
 
 from __future__ import annotations
