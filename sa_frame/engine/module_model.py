@@ -86,8 +86,6 @@ def register_module(module: nn.Module, name: str | None = None, checkpoints: Seq
                     mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
                     class_names: Sequence[str] | None = None) -> ModuleModel:
     """Register `module` as model `name` in this process (replacing an earlier module of that name)."""
-    if not isinstance(module, nn.Module):
-        raise UsageError(f"model must be a registered model name or a torch.nn.Module, got {type(module).__name__}")
     name = name or f"module:{type(module).__name__}"
     checkpoints = list(checkpoints) if checkpoints else default_checkpoints(module)
     modules = dict(module.named_modules())

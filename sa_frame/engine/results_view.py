@@ -61,16 +61,13 @@ class Results:
         """(variables, *activation shape) float64 map as the analyses read it (shares, clipped
         indices, ...; docs/analyses.md), of the first checkpoint unless one is named."""
         value = self._value(value)
-        checkpoint = checkpoint or self.checkpoints[0]
-        if checkpoint not in self.checkpoints:
-            raise unknown_name("checkpoint", checkpoint, self.checkpoints)
+        checkpoint = maps.check_checkpoints(self.file, [checkpoint] if checkpoint else None)[0]
         return maps.sensitivity(self.file, value, checkpoint)
 
     def raw(self, name: str, checkpoint: str) -> np.ndarray:
         """A stored map as the estimator wrote it (e.g. 'S1_conf', 'shapley_raw', 'var')."""
-        stored = self.file.keys(f"checkpoints/{checkpoint}") if checkpoint in self.checkpoints else None
-        if stored is None:
-            raise unknown_name("checkpoint", checkpoint, self.checkpoints)
+        maps.check_checkpoints(self.file, [checkpoint])
+        stored = self.file.keys(f"checkpoints/{checkpoint}")
         if name not in stored:
             raise unknown_name(f"map of checkpoint {checkpoint!r}", name, stored)
         return np.asarray(self.file.dataset(f"checkpoints/{checkpoint}/{name}"))

@@ -68,6 +68,11 @@ def _variables(results: ResultsFile, augmentations_only: bool) -> tuple[list[str
     return [rows[i] for i in keep], keep
 
 
+def variable_pairs(n: int) -> list[tuple[int, int]]:
+    """The variable pairs i < j in the order of the `evolution` and `pairs` outputs."""
+    return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
 class CorrelationAnalysis(Analysis):
     name = "correlation"
     description = "unit-wise Spearman correlations between SA variables per checkpoint"
@@ -103,7 +108,7 @@ class CorrelationAnalysis(Analysis):
                     cross.setdefault(f"{names[a]}-{names[b]}", {})[checkpoint] = \
                         {k: m[:n, n:] for k, m in joint.items()}
             advance(1)
-        pairs = [(i, j) for i in range(len(variables)) for j in range(i + 1, len(variables))]
+        pairs = variable_pairs(len(variables))
         evolution = {v: np.array([[within[v][c]["mean"][i, j] for c in checkpoints] for i, j in pairs])
                      for v in names}
         return {"variables": np.array(variables), "checkpoints": np.array(checkpoints),
@@ -132,7 +137,7 @@ class CorrelationAnalysis(Analysis):
         checkpoints = [str(c) for c in outputs["checkpoints"]]
         variables = [str(v) for v in outputs["variables"]]
         n = len(variables)
-        index = {(i, j): k for k, (i, j) in enumerate((i, j) for i in range(n) for j in range(i + 1, n))}
+        index = {pair: k for k, pair in enumerate(variable_pairs(n))}  # the rows of `evolution`
         colours = distinct_colours(n)
         columns = min(4, n)
         rows = -(-n // columns)
