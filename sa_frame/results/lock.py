@@ -4,11 +4,14 @@ A second `sa-frame run` on the same file (for example a resume started while the
 workers of a killed torchrun still run) would interleave its saves with the first
 one's. The lock refuses that with a message; the operating system releases it when its holder
 dies, so a lock left by a killed run is taken over.
+
+The locking itself is filelock's (an advisory `flock`, taken without waiting, that refuses an
+inode unlinked between open and lock); what is ours is the holder's name in the file, the
+respect for a live holder named there, and removing the file when the run ends.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from pathlib import Path
@@ -31,52 +34,45 @@ def _alive(pid: int) -> bool:
         return True
 
 
+class _HeldByLiveProcess(Exception):
+    """Raised inside filelock's `on_acquired`, which then gives the flock back."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
 class WriterLock:
     """Context manager holding `<path>.lock` for the duration of a run.
 
-    The lock is an advisory `flock` on the file, taken without waiting: the kernel releases it
-    when its process dies, so a killed run leaves no lock that blocks the next one, and two
-    processes can never both hold it (no read-unlink-retry race). The file names the holder
-    (host and pid) for the message; one naming another live process of this host is
-    respected too, and an empty or unreadable one is stale."""
+    The kernel releases the flock when its process dies, so a killed run leaves no lock that
+    blocks the next one, and two processes can never both hold it. The file names the holder
+    (host and pid) for the message; one naming another live process of this host is respected
+    too (torchrun workers outliving their killed launcher), and an empty or unreadable one is
+    stale. filelock >= 4.2.1 leaves the previous holder's text in place until we read it."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(f"{path}.lock")
         self.held = False
-        self._fd: int | None = None
+        self._lock = None
 
     def __enter__(self) -> WriterLock:
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(100):  # another process may unlink the file between our open and our lock
+        import filelock
+
+        lock = filelock.FileLock(self.path, blocking=False, fallback_to_soft=False, on_acquired=_claim)
+        for _ in range(100):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+                lock.acquire()
+            except filelock.Timeout:
+                if not self.path.exists():  # we locked the inode its last holder unlinked on leaving: retry
+                    continue
+                raise self._busy(_read_path(self.path)) from None
+            except _HeldByLiveProcess as exc:
+                raise self._busy(exc.holder) from None
             except OSError as exc:
                 raise UsageError(f"cannot write results file {self.path.with_suffix('')}: {exc.strerror or exc}") \
                     from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read(fd)
-                os.close(fd)
-                raise self._busy(holder) from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # we locked a file its last holder had already removed: take the new one
-                os.close(fd)
-                continue
-            holder = _read(fd)
-            host, _, pid = holder.partition(" ")
-            if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                os.close(fd)
-                raise self._busy(holder)
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, me.encode(), 0)
-            except OSError:  # a full disk: the flock holds all the same; the name is only for messages
-                pass
-            self._fd, self.held = fd, True
+            self._lock, self.held = lock, True
             return self
         raise UsageError(f"cannot take the lock {self.path}: other processes keep replacing it")
 
@@ -86,14 +82,36 @@ class WriterLock:
                           f"wait for it or stop it")
 
     def __exit__(self, *exc: object) -> None:
-        if self.held and self._fd is not None:
-            self.path.unlink(missing_ok=True)  # while still holding it: a waiter re-checks the inode
-            os.close(self._fd)
-            self._fd, self.held = None, False
+        if self.held and self._lock is not None:
+            # Unlinked while still held: a waiter that opened this inode finds it unlinked after its
+            # flock and opens the path afresh (filelock checks st_nlink), so no two holders can exist.
+            self.path.unlink(missing_ok=True)
+            self._lock.release()
+            self._lock, self.held = None, False
+
+
+def _claim(fd: int) -> None:
+    """filelock's `on_acquired`: refuse a file naming another live process here, else write our name."""
+    holder = _read(fd)
+    host, _, pid = holder.partition(" ")
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        raise _HeldByLiveProcess(holder)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}".encode(), 0)
+    except OSError:  # a full disk: the flock holds all the same; the name is only for messages
+        pass
 
 
 def _read(fd: int) -> str:
     try:
         return os.pread(fd, 256, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _read_path(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[:256]
     except OSError:
         return ""
