@@ -59,6 +59,9 @@ class WriterLock:
     def __enter__(self) -> WriterLock:
         import filelock
 
+        if not self.path.parent.is_dir():  # filelock would create it (and the run its file there)
+            raise UsageError(f"cannot write results file {self.path.with_suffix('')}: no such directory "
+                             f"{self.path.parent}")
         lock = filelock.FileLock(self.path, blocking=False, fallback_to_soft=False, on_acquired=_claim)
         for _ in range(100):
             try:

@@ -199,7 +199,7 @@ def _bad_inputs(tmp_path):
         (["--data", str(no_images)], "class folder 'cat' of partition 'all' has no images"),
         (["--data", str(corrupt), "--n", "16"], "cannot read image .*broken.jpg"),
         (["--n", "1000"], "power of two, got 1000; use 512 or 1024"),
-        (["--out", "/nonexistent/dir/out.h5"], "cannot write results file /nonexistent/dir/out.h5"),
+        (["--out", str(tmp_path / "no" / "dir" / "out.h5")], "cannot write results file .*out.h5: no such directory"),
         ([*KA, "--n", "32", "--out", str(complete)], "already holds a complete run; use --force"),
         ([*KA, "--n", "64", "--out", str(complete), "--resume"], "already holds a complete run"),
         (["--out", str(tmp_path / "none.h5"), "--resume"], "nothing to resume"),
@@ -227,6 +227,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         assert err.count("\n") == 1 and err.startswith("sa-frame: error: "), (args, err)
         assert re.search(pattern, err), (args, err)
         assert "Traceback" not in err
+    assert not (tmp_path / "no").exists()  # nothing created where the user named a missing folder
 
 
 def test_resume_with_another_config_names_the_keys(tmp_path):
