@@ -162,6 +162,36 @@ def test_contrast_binned_close_to_exact():
     assert np.array_equal(results["binned"]["n_pairs"], results["exact"]["n_pairs"])
 
 
+def test_binning_in_slices_of_activations_changes_nothing(monkeypatch):
+    """`_bin` and the statistics take the activations a slice at a time (memory); with slices of
+    one to seven columns the counts and every map equal the run in one piece bit for bit."""
+    import sa_frame.plugins.estimators.contrast as contrast
+
+    problem = _contrast_problem()
+    est = lookup("estimator", "contrast")
+
+    def run():
+        design = est.design(problem, 96, seed=4, n_inner=3, outer_per_block=16, mode="binned")
+        acc = est.accumulator(problem, design, {"y": (4,), "z": (40,)})
+        for block, y in _outputs(problem, lambda x: torch.cat([_contrast_fn(x), torch.sin(
+                x[:, 1:2] + 9 * x[:, 3:4] * torch.arange(40.0, dtype=x.dtype))], 1), design):
+            acc.update(block, {"y": y[:, :4], "z": y[:, 4:]})
+        return {k: v.clone() for k, v in acc.stats["z"].items()}, acc.finalize()
+
+    whole_state, whole = run()
+    # 16 outer samples: 48 differences per block for `shift`, 16 for `flip` -> slices of 2 and 7
+    # columns in `_bin`; slices of 3 in the statistics (66 bins)
+    monkeypatch.setattr(contrast, "BIN_CHUNK", 7 * 16)
+    monkeypatch.setattr(contrast, "STATS_CHUNK", 3 * 66)
+    sliced_state, sliced = run()
+    for key in ("pos", "neg", "zero", "edges"):
+        assert torch.equal(whole_state[key], sliced_state[key]), key
+    assert whole_state["pos"].sum() > 0
+    for name in whole:
+        for key in whole[name]:
+            np.testing.assert_array_equal(whole[name][key], sliced[name][key])
+
+
 def test_contrast_needs_switched_treatments():
     with pytest.raises(UsageError, match="switched treatments"):
         sa_frame.estimate(ishigami_problem(), ishigami, "contrast", n=4)

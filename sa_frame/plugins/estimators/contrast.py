@@ -46,6 +46,8 @@ MODES = ("exact", "binned")
 COUNT_DTYPE = torch.int32
 EDGE_DTYPE = torch.float32
 DEFAULT_BINS = 64
+BIN_CHUNK = 1 << 21  # differences binned per step
+STATS_CHUNK = 1 << 18  # histogram cells (activations x bins) ranked per step, in float64
 EPS = 1e-20
 
 
@@ -183,10 +185,17 @@ class ContrastAccumulator(Accumulator):
             edges = torch.nan_to_num(torch.nanquantile(nonzero, q, dim=0), nan=0.0)  # (bins, M)
             st["edges"][g] = torch.cummax(edges, dim=0).values.to(EDGE_DTYPE)
             st["has_edges"][g] = 1.0
-        index = 1 + torch.searchsorted(st["edges"][g].T.contiguous(), absd.T.to(EDGE_DTYPE).contiguous(), right=True)
-        index = index.clamp(max=self.bins + 1).T  # (rows, M): each difference's bin
-        st["pos"][g].scatter_add_(0, index, (finite & (diff > 0)).to(COUNT_DTYPE))
-        st["neg"][g].scatter_add_(0, index, (finite & (diff < 0)).to(COUNT_DTYPE))
+        # a few million differences at a time: the int64 bin index and its transposed copies were
+        # three times the block's differences, the run's memory peak when taken in one piece
+        step = max(1, BIN_CHUNK // max(1, diff.shape[0]))
+        for lo in range(0, m, step):
+            cols = slice(lo, lo + step)
+            edges = st["edges"][g][:, cols].T.contiguous()
+            index = 1 + torch.searchsorted(edges, absd[:, cols].T.to(EDGE_DTYPE).contiguous(), right=True)
+            index = index.clamp(max=self.bins + 1).T  # (rows, chunk): each difference's bin
+            d, f = diff[:, cols], finite[:, cols]
+            st["pos"][g][:, cols].scatter_add_(0, index, (f & (d > 0)).to(COUNT_DTYPE))
+            st["neg"][g][:, cols].scatter_add_(0, index, (f & (d < 0)).to(COUNT_DTYPE))
         st["zero"][g] += (finite & (diff == 0)).sum(0).to(COUNT_DTYPE)
 
     def merge_checkpoint(self, name: str, other: Accumulator) -> None:
@@ -285,9 +294,16 @@ def rank_biserial(d: np.ndarray) -> np.ndarray:
 
 def binned_statistics(st: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rank-biserial and Wilcoxon (normal approximation, no tie term) from binned counts, one
-    treatment at a time: the rank arithmetic makes several copies of the (activations, bins)
-    counts, which for all treatments at once were the run's memory peak."""
-    per_treatment = [treatment_statistics(st["pos"][g], st["neg"][g], st["zero"][g]) for g in range(len(st["pos"]))]
+    treatment and a slice of activations at a time: the rank arithmetic makes several float64
+    copies of the (activations, bins) counts, which for all of them at once were the run's
+    memory peak."""
+    n_t, n_bins, m = st["pos"].shape
+    step = max(1, STATS_CHUNK // n_bins)
+    per_treatment = []
+    for g in range(n_t):
+        parts = [treatment_statistics(st["pos"][g][:, lo:lo + step], st["neg"][g][:, lo:lo + step],
+                                      st["zero"][g][lo:lo + step]) for lo in range(0, m, step)]
+        per_treatment.append({key: torch.cat([part[key] for part in parts]) for key in parts[0]})
     return {key: torch.stack([t[key] for t in per_treatment]) for key in per_treatment[0]}
 
 

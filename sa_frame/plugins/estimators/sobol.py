@@ -30,7 +30,6 @@ from torch import Tensor
 
 from sa_frame import ACC_DTYPE, Accumulator, DesignBlock, Estimator, Problem, Uniform, UsageError, lookup, option
 from sa_frame.plugins.estimators._saltelli_design import POINTS_PER_UNIT, SaltelliDesign, is_power_of_two
-from sa_frame.plugins.estimators._sobol_cpu_kernel import fold_units
 from sa_frame.plugins.estimators._zero_variance import zero_variance
 
 CONF_LEVEL = 0.95
@@ -122,6 +121,10 @@ class SobolAccumulator(Accumulator):
         activation (launches are few, and memory stays at one unit's Gram matrices).
         """
         if self.cpu_kernel and y.device.type == "cpu":
+            # imported here: numba and LLVM hold 51 MiB once loaded, which runs of other estimators
+            # (they all register through one plugin) should not carry
+            from sa_frame.plugins.estimators._sobol_cpu_kernel import fold_units
+
             fold_units(stats, y, self.design.n_groups, self.design.second_order)
             return
         units, m = y.shape[0], y.shape[-1]
