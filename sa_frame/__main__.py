@@ -1,4 +1,4 @@
-from sa_frame.cli.app import main
+from sa_frame.cli.app import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

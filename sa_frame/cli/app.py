@@ -7,7 +7,9 @@ with ``--debug``); 1 an unexpected failure. Plugins add sub-commands through the
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import sys
 import traceback
 from typing import Annotated, Any
@@ -120,3 +122,33 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(f"sa-frame: unexpected error: {type(exc).__name__}: {exc} (run with --debug for the "
                        f"traceback)", err=True)
         raise SystemExit(1) from None
+
+
+def console_main(argv: list[str] | None = None) -> None:
+    """The ``sa-frame`` script: `main`, then a quick exit once torch is loaded.
+
+    After torch and torchvision are imported, the interpreter's teardown takes about 1 s and the
+    C libraries' exit handlers touch 128 MiB beyond the command's own peak (measured on
+    `import torch, torchvision` alone: 2.5 s and 688 MiB with this exit, 3.8 s and 816 MiB
+    without). Streams are flushed and Python's atexit handlers run (logging, multiprocessing);
+    only the module teardown and the C exit handlers are skipped. Commands close every file
+    they write before they return. Tests call `main`, which exits normally."""
+    try:
+        main(argv)
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if "torch" not in sys.modules:  # --help and other light commands: nothing to gain
+        raise SystemExit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # noqa: SLF001 -- the handlers os._exit would skip
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    os._exit(code)

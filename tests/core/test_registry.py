@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 
@@ -120,6 +122,43 @@ def test_cli_exit_codes_and_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--debug", "plugins", "--kind", "nonsense"])
     assert exc.value.code == 2 and "Traceback" in capsys.readouterr().err
+
+
+def test_the_script_exits_quickly_with_the_status_main_gave(monkeypatch, capsys):
+    """`console_main` (the `sa-frame` script) runs the atexit handlers, flushes and leaves with
+    os._exit once torch is loaded, keeping main's exit status; a text status is printed, as
+    Python prints it, with status 1."""
+    import sa_frame.cli.app as app
+
+    calls = []
+    monkeypatch.setattr(app.os, "_exit", lambda code: calls.append(code))
+    monkeypatch.setattr(app.atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    for outcome in (None, SystemExit(2), SystemExit(None), SystemExit("text status"), SystemExit(130)):
+        def fake_main(argv=None, outcome=outcome):
+            if outcome is not None:
+                raise outcome
+
+        monkeypatch.setattr(app, "main", fake_main)
+        app.console_main([])
+    assert calls == ["atexit", 0, "atexit", 2, "atexit", 0, "atexit", 1, "atexit", 130]
+    assert capsys.readouterr().err == "text status\n"
+
+
+def test_the_script_writes_a_complete_file_and_reports_errors(tmp_path):
+    """Through the real script path (`python -m sa_frame`): a finished run's file is complete and
+    its maps readable after the quick exit; an error after torch is loaded still prints its one
+    line and exits 2."""
+    out = tmp_path / "r.h5"
+    done = _run_cli("run", "--n", "8", "--out", str(out), "--quiet", env={"SA_FRAME_LOAD_PLUGINS": ""})
+    assert done.returncode == 0, done.stderr
+    with h5py.File(out, "r") as f:
+        assert f.attrs["status"] == "complete"
+        first = f["checkpoints/fc/S1"][...]
+        assert first.shape[-1] == 10 and np.isfinite(first).any()
+    again = _run_cli("run", "--n", "8", "--out", str(out), "--quiet", env={"SA_FRAME_LOAD_PLUGINS": ""})
+    assert again.returncode == 2
+    assert again.stderr == f"sa-frame: error: {out} already holds a complete run; use --force to overwrite it or " \
+                           f"--out for another file\n"
 
 
 def test_example_plugin_after_pip_install(tmp_path):

@@ -138,6 +138,6 @@ def install() -> None:
 
 if __name__ == "__main__":  # `python -m tests.plugins.known_regions run ...`
     install()
-    from sa_frame.cli.app import main
+    from sa_frame.cli.app import console_main  # the script's quick exit, as `sa-frame` has it
 
-    main(sys.argv[1:])
+    console_main(sys.argv[1:])
