@@ -101,11 +101,13 @@ def print_summary(console: Any, results: Any, estimator: Any) -> None:
         clipped = shown_note(key, estimator)
         view = Table(title=f"mean {key}{clipped} per activation (rows: variables, columns: checkpoints)")
         view.add_column("variable", no_wrap=True, min_width=max(len(label) for label in labels))
-        for c in checkpoints:
-            view.add_column(c, justify="right", overflow="fold")
-        for label, row in zip(labels, table):
-            view.add_row(label, *(f"{v:.3f}" for v in row))
-        console.print(view)
+        cells = [[f"{v:.3f}" for v in row] for row in table]
+        width = max((len(c) for row in cells for c in row), default=1)
+        for c in checkpoints:  # headers fold, numbers never: a wider table is printed whole
+            view.add_column(c, justify="right", overflow="fold", min_width=width)
+        for label, row in zip(labels, cells):
+            view.add_row(label, *row)
+        console.print(view, crop=False)
 
 
 

@@ -107,3 +107,25 @@ def test_the_correlation_figure_gives_every_partner_its_own_colour(analysed, mon
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_printed_matrices_never_split_a_number():
+    """On a console narrower than the matrix, headers fold but every number stays whole (rich had
+    printed '0.19' over '4'); the table is printed wider than the console instead of cropped."""
+    import io
+
+    from rich.console import Console
+
+    from sa_frame.plugins.analyses._display import print_matrix
+
+    values = np.array([[-0.0625, 0.1944, np.nan, 1.0, -1.0, 0.5, 0.25, -0.125, 0.333],
+                       [0.0, 0.001, -0.001, 0.999, 0.75, np.nan, 0.2, 0.3, 0.4]])
+    columns = [f"blocks.{k}" if k % 2 else f"global_pool_{k}" for k in range(values.shape[1])]
+    console = Console(width=60, file=io.StringIO(), color_system=None)
+    print_matrix(console, "a wide matrix", ["gaussian_blur", "class"], columns, values)
+    lines = console.file.getvalue().splitlines()
+    for label, row in zip(["gaussian_blur", "class"], values):
+        line = next(text for text in lines if f" {label} " in text)
+        cells = [cell.strip() for cell in line.split("│")[2:-1]]
+        assert cells == ["nan" if np.isnan(v) else f"{v:.3f}" for v in row], line
+    assert max(len(text) for text in lines) > 60
