@@ -67,6 +67,10 @@ def test_no_text_of_an_analysis_figure_overlaps_another(analysed, name, monkeypa
     assert len(drawn) == len(written) >= 1
     for out, overlaps, _ in drawn:
         assert not overlaps, f"{out.name}: {overlaps[:5]}"
+    if name == "cov-correlation":  # the per-position maps say what they show (they had no title)
+        fig = next(fig for out, _, fig in drawn if out.name.endswith("maps.png"))
+        assert fig._suptitle.get_text().startswith("Spearman(S1, CoV) across the units")
+        assert fig.axes[-1].get_ylabel() == "Spearman(S1, CoV) across units"  # the colour bar
 
 
 def test_no_text_of_the_run_summary_figure_overlaps_another(analysed, monkeypatch, tmp_path):

@@ -220,6 +220,9 @@ class CovCorrelationAnalysis(Analysis):
                         ax.set_title(name, fontsize=7)
                     if c == 0:
                         ax.set_ylabel(checkpoint, fontsize=7)
-            fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02)
+            bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02)
+            bar.set_label(f"Spearman({outputs['value']}, CoV) across units")
+            fig.suptitle(f"Spearman({outputs['value']}, CoV) across the units of each checkpoint, per position",
+                         fontsize=9)
             written.append(save(fig, prefix.with_suffix(".cov-correlation-maps.png")))
         return written
