@@ -126,6 +126,30 @@ def _run(problem, fn, n, seed, blocks=None, **options):
     return design, acc
 
 
+@pytest.mark.parametrize("replicates", [1, 4])
+def test_finalizing_a_slice_of_activations_at_a_time_changes_nothing(monkeypatch, replicates):
+    """finalize_checkpoint works FINALIZE_COLUMNS activations at a time (memory); with slices of
+    3 of 11 activations every map, S2 and the intervals included, equals one piece bit for bit."""
+    import sa_frame.plugins.estimators.sobol as sobol
+
+    problem = ishigami_problem()
+    est = lookup("estimator", "sobol")
+    design = est.design(problem, 64, 3, second_order=True, points_per_block=16, replicates=replicates)
+    acc = est.accumulator(problem, design, {"y": (11,)})
+    scale = torch.linspace(-2.0, 2.0, 11, dtype=torch.float64)
+    for block in design:
+        y = ishigami(problem.values(block.unit)).reshape(-1, 1)
+        acc.update(block, {"y": y * scale + torch.sin(y * scale)})
+    whole = acc.finalize()["y"]
+    monkeypatch.setattr(sobol, "FINALIZE_COLUMNS", 3)
+    sliced = acc.finalize()["y"]
+    assert set(sliced) == set(whole) and {"S2", "S1_conf", "ST_conf"} <= set(whole)
+    assert ("S2_conf" in whole) == (replicates > 1)  # the jackknife gives S2 an interval, batch means do not
+    for key in whole:
+        np.testing.assert_array_equal(sliced[key], whole[key], err_msg=key)
+    assert np.isfinite(whole["S2"][0, 1]).all() and whole["S2"].shape == (3, 3, 11)
+
+
 def test_merge_of_two_halves_equals_one_run():
     problem = ishigami_problem()
     design, full = _run(problem, ishigami, 256, 1, points_per_block=16)
