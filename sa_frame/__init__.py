@@ -94,6 +94,7 @@ _LAZY = {
     "save_figure": "sa_frame.results.report",
     "pyplot": "sa_frame.results.report",
     "dendrogram_figure": "sa_frame.results.report",
+    "print_matrix": "sa_frame.results.report",
     "flat_clusters": "sa_frame.results.clusters",
     "print_influence_summary": "sa_frame.results.influence_report",
 }

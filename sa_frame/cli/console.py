@@ -92,22 +92,12 @@ class ProgressBars:
 
 def print_summary(console: Any, results: Any, estimator: Any) -> None:
     """One table per summary map of the estimator: mean per variable (rows) and checkpoint (columns)."""
-    from rich.table import Table
-
-    from sa_frame.results.report import shown_note, summary_rows
+    from sa_frame.results.report import print_matrix, shown_note, summary_rows
 
     for key in estimator.summary:
         labels, checkpoints, table = summary_rows(results, key, estimator)
-        clipped = shown_note(key, estimator)
-        view = Table(title=f"mean {key}{clipped} per activation (rows: variables, columns: checkpoints)")
-        view.add_column("variable", no_wrap=True, min_width=max(len(label) for label in labels))
-        cells = [[f"{v:.3f}" for v in row] for row in table]
-        width = max((len(c) for row in cells for c in row), default=1)
-        for c in checkpoints:  # headers fold, numbers never: a wider table is printed whole
-            view.add_column(c, justify="right", overflow="fold", min_width=width)
-        for label, row in zip(labels, cells):
-            view.add_row(label, *row)
-        console.print(view, crop=False)
+        print_matrix(console, f"mean {key}{shown_note(key, estimator)} per activation (rows: variables, columns: "
+                     f"checkpoints)", labels, checkpoints, table, corner="variable")
 
 
 

@@ -4,6 +4,7 @@ results file. Only reads the file; never reruns anything."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,24 @@ def unit_figure(results: ResultsFile, checkpoint: str, unit: int, key: str | Non
     fig.suptitle(f"{checkpoint}, unit {unit}: {key}")
     save_figure(fig, out)
     return out
+
+
+def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequence[str], values: Any,
+                 fmt: str = "{:.3f}", corner: str = "") -> None:
+    """A labelled matrix as a rich table (NaN shown as 'nan'; `corner` heads the row labels), for
+    the run summary and the analyses alike. Headers may fold; numbers never do ('0.19' over '4'
+    reads as two numbers): a table wider than the console is printed whole."""
+    from rich.table import Table
+
+    cells = [["nan" if not np.isfinite(v) else fmt.format(v) for v in row] for row in np.asarray(values, dtype=float)]
+    width = max((len(c) for row in cells for c in row), default=1)
+    table = Table(title=title)
+    table.add_column(corner, no_wrap=True)
+    for c in columns:
+        table.add_column(str(c), justify="right", overflow="fold", min_width=width)
+    for label, row in zip(rows, cells):
+        table.add_row(str(label), *row)
+    console.print(table, crop=False)
 
 
 def pyplot() -> Any:

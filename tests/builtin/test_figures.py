@@ -120,7 +120,7 @@ def test_printed_matrices_never_split_a_number():
 
     from rich.console import Console
 
-    from sa_frame.plugins.analyses._display import print_matrix
+    from sa_frame import print_matrix
 
     values = np.array([[-0.0625, 0.1944, np.nan, 1.0, -1.0, 0.5, 0.25, -0.125, 0.333],
                        [0.0, 0.001, -0.001, 0.999, 0.75, np.nan, 0.2, 0.3, 0.4]])

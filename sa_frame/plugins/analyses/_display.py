@@ -11,23 +11,6 @@ import numpy as np
 from sa_frame import pyplot, save_figure
 
 
-def print_matrix(console: Any, title: str, rows: Sequence[str], columns: Sequence[str], values: np.ndarray,
-                 fmt: str = "{:.3f}") -> None:
-    """A labelled matrix as a rich table (NaN shown as 'nan'). Headers may fold; numbers never
-    do ('0.19' over '4' reads as two numbers): a table wider than the console is printed whole."""
-    from rich.table import Table
-
-    cells = [["nan" if not np.isfinite(v) else fmt.format(v) for v in row] for row in np.asarray(values, dtype=float)]
-    width = max((len(c) for row in cells for c in row), default=1)
-    table = Table(title=title)
-    table.add_column("", no_wrap=True)
-    for c in columns:
-        table.add_column(str(c), justify="right", overflow="fold", min_width=width)
-    for label, row in zip(rows, cells):
-        table.add_row(str(label), *row)
-    console.print(table, crop=False)
-
-
 def distinct_colours(n: int) -> list[Any]:
     """n colours a reader tells apart: tab10 up to 10, tab20 up to 20, evenly spaced hues beyond."""
     import matplotlib

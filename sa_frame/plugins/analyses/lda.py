@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option
-from sa_frame.plugins.analyses._display import distinct_colours, print_matrix, pyplot, save
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option, print_matrix
+from sa_frame.plugins.analyses._display import distinct_colours, pyplot, save
 
 
 @dataclass

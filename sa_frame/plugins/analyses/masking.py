@@ -21,8 +21,19 @@ import numpy as np
 import torch
 from scipy import stats
 
-from sa_frame import Analysis, Progress, Rebuilt, ResultsFile, UsageError, maps, no_progress, option, rebuild
-from sa_frame.plugins.analyses._display import heatmap, print_matrix
+from sa_frame import (
+    Analysis,
+    Progress,
+    Rebuilt,
+    ResultsFile,
+    UsageError,
+    maps,
+    no_progress,
+    option,
+    print_matrix,
+    rebuild,
+)
+from sa_frame.plugins.analyses._display import heatmap
 from sa_frame.plugins.analyses._predictions import (
     ORIGINAL,
     PredictionStore,

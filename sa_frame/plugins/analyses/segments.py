@@ -34,11 +34,12 @@ from sa_frame import (
     maps,
     no_progress,
     option,
+    print_matrix,
     read_yaml_file,
     rebuild,
     unknown_name,
 )
-from sa_frame.plugins.analyses._display import heatmap, print_matrix
+from sa_frame.plugins.analyses._display import heatmap
 from sa_frame.plugins.analyses._network_segments import SEGMENT_KINDS, build_segment
 from sa_frame.plugins.analyses._spearman import spearman_matrices, spearman_vectors
 from sa_frame.plugins.analyses.correlation import NAN_POLICIES, summarised

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option, rebuild
-from sa_frame.plugins.analyses._display import heatmap, print_matrix
+from sa_frame import Analysis, Progress, ResultsFile, UsageError, maps, no_progress, option, print_matrix, rebuild
+from sa_frame.plugins.analyses._display import heatmap
 from sa_frame.plugins.analyses._predictions import ORIGINAL, PredictionStore, jaccard_sums
 
 
